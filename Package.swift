@@ -1,0 +1,76 @@
+// swift-tools-version:6.0
+// The DRAC relay-authorization suite: rpc.dracd, dracctl and the modules they share.
+import PackageDescription
+
+let package = Package(
+    name: "drac",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "rpc.dracd", targets: ["rpc.dracd"]),
+        .executable(name: "dracctl", targets: ["dracctl"]),
+        .library(name: "DRACCore", targets: ["DRACCore"]),
+        .library(name: "DRACRPC", targets: ["DRACRPC"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+    ],
+    targets: [
+        // C libraries fixed by the design. Only DRACMap, DRACRPC and SASLAuth import these.
+        .systemLibrary(name: "CTirpc", pkgConfig: "libtirpc", providers: [.apt(["libtirpc-dev"])]),
+        .systemLibrary(name: "CBerkeleyDB", providers: [.apt(["libdb-dev"])]),
+        .systemLibrary(name: "CSASL", pkgConfig: "libsasl2", providers: [.apt(["libsasl2-dev"])]),
+
+        // Pure Swift: addresses, CIDR, allow list, map encoding, expiry, configuration. No I/O, no C.
+        .target(name: "DRACCore"),
+        // Berkeley DB map: open, put/get/delete/scan, locks, change detection, chunked expiry.
+        .target(name: "DRACMap", dependencies: ["DRACCore", "CBerkeleyDB"]),
+        // XDR/RPC codec (pure), rpcbind registration (libtirpc), NIO client.
+        .target(name: "DRACRPC", dependencies: [
+            "DRACCore", "CTirpc",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        // syslog LogHandler for swift-log.
+        .target(name: "DRACLog", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        // Cyrus SASL wrapper (used by drac-smtpd and drac-pop3d).
+        .target(name: "SASLAuth", dependencies: ["CSASL"]),
+        // The rpc.dracd service: NIO transports, group commit writer, sweeper, reload.
+        .target(name: "DRACDaemon", dependencies: [
+            "DRACCore", "DRACMap", "DRACRPC", "DRACLog",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // dracctl's commands, as a library so tests can drive them.
+        .target(name: "DRACAdmin", dependencies: [
+            "DRACCore", "DRACMap", "DRACRPC",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "rpc.dracd", dependencies: [
+            "DRACDaemon", "DRACCore", "DRACLog",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "dracctl", dependencies: ["DRACAdmin"]),
+
+        .testTarget(name: "DRACCoreTests", dependencies: ["DRACCore"]),
+        .testTarget(name: "DRACMapTests", dependencies: ["DRACMap", "DRACCore"]),
+        .testTarget(name: "DRACRPCTests", dependencies: [
+            "DRACRPC", "DRACCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .testTarget(name: "SASLAuthTests", dependencies: ["SASLAuth"]),
+        .testTarget(name: "IntegrationTests", dependencies: [
+            "DRACCore", "DRACRPC", "DRACMap",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+    ]
+)

@@ -1,0 +1,104 @@
+/* Berkeley DB 5.3: the map file. Handle methods are function-pointer members; these static
+ * inline wrappers keep the Swift side short and typed. No environment: like DRAC 1.12, each
+ * process has its own handle and cache, so readers reopen to see other processes' writes. */
+#include <db.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+
+/* flock(2) is shadowed in Swift by `struct flock`; these keep the lock code readable. */
+static inline int drac_flock(int fd, int op) { return flock(fd, op); }
+static inline int drac_fcntl_lock(int fd, int exclusive, int wait) {
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = exclusive ? F_WRLCK : F_RDLCK;
+    fl.l_whence = SEEK_SET;   /* l_start = l_len = 0: the whole file */
+    return fcntl(fd, wait ? F_SETLKW : F_SETLK, &fl);
+}
+static inline int drac_fcntl_unlock(int fd) {
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_UNLCK;
+    fl.l_whence = SEEK_SET;
+    return fcntl(fd, F_SETLK, &fl);
+}
+/* Sets only the mtime of a file (atime untouched). */
+static inline int drac_set_mtime(const char *path, long sec, long nsec) {
+    struct timespec ts[2];
+    ts[0].tv_sec = 0; ts[0].tv_nsec = UTIME_OMIT;
+    ts[1].tv_sec = sec; ts[1].tv_nsec = nsec;
+    return utimensat(AT_FDCWD, path, ts, 0);
+}
+
+static inline int drac_db_open(DB **out, const char *path, int hash, u_int32_t flags, int mode) {
+    DB *db = NULL;
+    int rc = db_create(&db, NULL, 0);
+    if (rc != 0) return rc;
+    /* No messages on stderr: callers report errors themselves (db_strerror of the code). */
+    db->set_errfile(db, NULL);
+    db->set_errcall(db, NULL);
+    if (flags & DB_CREATE) {
+        rc = db->set_pagesize(db, 512);   /* DRAC 1.12 used 512-byte pages */
+        if (rc != 0) { db->close(db, 0); return rc; }
+    }
+    rc = db->open(db, NULL, path, NULL, hash ? DB_HASH : DB_BTREE, flags, mode);
+    if (rc != 0) { db->close(db, DB_NOSYNC); return rc; }
+    *out = db;
+    return 0;
+}
+
+static inline int drac_db_close(DB *db, int nosync) { return db->close(db, nosync ? DB_NOSYNC : 0); }
+static inline int drac_db_sync(DB *db) { return db->sync(db, 0); }
+static inline int drac_db_fd(DB *db, int *fd) { return db->fd(db, fd); }
+
+static inline int drac_db_put(DB *db, const void *k, u_int32_t klen, const void *v, u_int32_t vlen) {
+    DBT key, val;
+    memset(&key, 0, sizeof key); memset(&val, 0, sizeof val);
+    key.data = (void *)k; key.size = klen;
+    val.data = (void *)v; val.size = vlen;
+    return db->put(db, NULL, &key, &val, 0);
+}
+
+static inline int drac_db_del(DB *db, const void *k, u_int32_t klen) {
+    DBT key;
+    memset(&key, 0, sizeof key);
+    key.data = (void *)k; key.size = klen;
+    return db->del(db, NULL, &key, 0);
+}
+
+/* Looks a key up; on success *val and *vlen point into the handle's memory until its next call. */
+static inline int drac_db_get(DB *db, const void *k, u_int32_t klen, const void **val, u_int32_t *vlen) {
+    DBT key, v;
+    memset(&key, 0, sizeof key); memset(&v, 0, sizeof v);
+    key.data = (void *)k; key.size = klen;
+    int rc = db->get(db, NULL, &key, &v, 0);
+    if (rc == 0) { *val = v.data; *vlen = v.size; }
+    return rc;
+}
+
+static inline int drac_db_cursor(DB *db, DBC **out) { return db->cursor(db, NULL, out, 0); }
+static inline int drac_dbc_close(DBC *c) { return c->close(c); }
+
+/* Positions or advances a cursor. For DB_SET / DB_SET_RANGE, (k, klen) is the search key.
+ * On success the key and value point into the cursor's memory until its next call. */
+static inline int drac_dbc_get(DBC *c, u_int32_t op, const void *k, u_int32_t klen,
+                               const void **kout, u_int32_t *koutlen, const void **vout, u_int32_t *voutlen) {
+    DBT key, v;
+    memset(&key, 0, sizeof key); memset(&v, 0, sizeof v);
+    if (k != NULL) { key.data = (void *)k; key.size = klen; }
+    int rc = c->get(c, &key, &v, op);
+    if (rc == 0) { *kout = key.data; *koutlen = key.size; *vout = v.data; *voutlen = v.size; }
+    return rc;
+}
+
+static inline const char *drac_db_strerror(int rc) { return db_strerror(rc); }
+
+static const u_int32_t DRAC_DB_CREATE = DB_CREATE;
+static const u_int32_t DRAC_DB_RDONLY = DB_RDONLY;
+static const u_int32_t DRAC_DB_TRUNCATE = DB_TRUNCATE;
+static const u_int32_t DRAC_DB_FIRST = DB_FIRST;
+static const u_int32_t DRAC_DB_NEXT = DB_NEXT;
+static const u_int32_t DRAC_DB_SET = DB_SET;
+static const u_int32_t DRAC_DB_SET_RANGE = DB_SET_RANGE;
+static const int DRAC_DB_NOTFOUND = DB_NOTFOUND;

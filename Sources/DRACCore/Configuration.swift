@@ -1,0 +1,195 @@
+// drac.conf: the `key = value` file, `-o key=value` overrides, and the typed settings they produce.
+
+/// A configuration problem, located in its file and line (or in a `-o` override).
+public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var source: String
+    public var line: Int?
+    public var message: String
+    public init(source: String, line: Int?, message: String) {
+        self.source = source; self.line = line; self.message = message
+    }
+    public var description: String {
+        if let line { return "\(source), line \(line): \(message)" }
+        return "\(source): \(message)"
+    }
+}
+
+/// Raw `key = value` pairs with where each came from. Later sources override earlier ones.
+public struct ConfigSource: Sendable {
+    public struct Entry: Sendable, Equatable { public var value: String; public var source: String; public var line: Int? }
+    public private(set) var entries: [String: Entry] = [:]
+
+    public init() {}
+
+    static let maxLineLength = 4096
+    static let maxLines = 10_000
+
+    /// Parses drac.conf text. `#` comments (at line start or after whitespace), blank lines,
+    /// `key = value`. Unknown keys are errors, so a typo is never silently ignored.
+    public mutating func parseFile(_ text: String, name: String) throws(ConfigError) {
+        var lineNumber = 0
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            guard lineNumber <= ConfigSource.maxLines else { throw ConfigError(source: name, line: lineNumber, message: "too many lines") }
+            guard raw.utf8.count <= ConfigSource.maxLineLength else { throw ConfigError(source: name, line: lineNumber, message: "line longer than \(ConfigSource.maxLineLength) bytes") }
+            let line = ConfigSource.stripComment(raw).trimmingASCIIWhitespace()
+            if line.isEmpty { continue }
+            try set(line, source: name, line: lineNumber)
+        }
+    }
+
+    /// Applies one `-o key=value`.
+    public mutating func parseOverride(_ text: String) throws(ConfigError) {
+        try set(text, source: "-o \(text)", line: nil)
+    }
+
+    private mutating func set(_ assignment: String, source: String, line: Int?) throws(ConfigError) {
+        guard let eq = assignment.firstIndex(of: "=") else {
+            throw ConfigError(source: source, line: line, message: "expected 'key = value'")
+        }
+        let key = assignment[..<eq].trimmingASCIIWhitespace()
+        let value = assignment[assignment.index(after: eq)...].trimmingASCIIWhitespace()
+        guard ConfigKey(rawValue: key) != nil else {
+            throw ConfigError(source: source, line: line, message: "unknown key '\(key)'")
+        }
+        entries[key] = Entry(value: value, source: source, line: line)
+    }
+
+    static func stripComment(_ line: Substring) -> Substring {
+        var previousWasSpace = true
+        for i in line.indices {
+            let c = line[i]
+            if c == "#" && previousWasSpace { return line[..<i] }
+            previousWasSpace = c == " " || c == "\t"
+        }
+        return line
+    }
+}
+
+/// Every key drac.conf knows. drac.conf(5) documents each.
+public enum ConfigKey: String, CaseIterable, Sendable {
+    case mapFile = "map_file"
+    case mapType = "map_type"
+    case mapNulTerminate = "map_nul_terminate"
+    case mapCidrKeys = "map_cidr_keys"
+    case expire
+    case sweepInterval = "sweep_interval"
+    case allowFile = "allow_file"
+    case rpcbind
+    case listen
+    case rpcPort = "rpc_port"
+    case rpcTransports = "rpc_transports"
+    case maxConnections = "max_connections"
+    case idleTimeout = "idle_timeout"
+    case rpcMaxRecord = "rpc_max_record"
+    case syslogFacility = "syslog_facility"
+    case pidFile = "pid_file"
+    case rpcServers = "rpc_servers"
+    case rpcTimeout = "rpc_timeout"
+}
+
+/// The typed settings shared by rpc.dracd, dracctl and the client library.
+public struct DRACConfig: Equatable, Sendable {
+    public enum Transport: String, Sendable, CaseIterable { case udp, tcp }
+
+    public var mapFile = "/etc/drac/dracd.db"
+    public var mapFormat = MapFormat()
+    public var expireSeconds: Int64 = 30 * 60
+    public var sweepIntervalSeconds: Int64 = 1
+    public var allowFile = "/etc/drac/dracd.allow"
+    public var useRpcbind = true
+    /// Empty means every address (`*`): 0.0.0.0 and ::.
+    public var listen: [IPAddress] = []
+    public var rpcPort: Int = 0
+    public var transports: [Transport] = [.udp, .tcp]
+    public var maxConnections = 256
+    public var idleTimeoutSeconds: Int64 = 30
+    public var rpcMaxRecord = 8192
+    public var syslogFacility = "mail"
+    public var pidFile = "/run/rpc.dracd.pid"
+    public var rpcServers: [String] = ["localhost"]
+    public var rpcTimeoutSeconds: Int64 = 5
+
+    public init() {}
+
+    public static let defaultPath = "/etc/drac/drac.conf"
+    public static let syslogFacilities = ["mail", "daemon", "auth", "authpriv", "user",
+                                          "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7"]
+
+    /// Builds settings from parsed sources over the defaults; every value is checked.
+    public init(_ source: ConfigSource) throws(ConfigError) {
+        self.init()
+        for (key, entry) in source.entries.sorted(by: { $0.key < $1.key }) {
+            try apply(ConfigKey(rawValue: key)!, entry)
+        }
+    }
+
+    private mutating func apply(_ key: ConfigKey, _ e: ConfigSource.Entry) throws(ConfigError) {
+        func fail(_ message: String) -> ConfigError {
+            ConfigError(source: e.source, line: e.line, message: "\(key.rawValue): \(message)")
+        }
+        func bool() throws(ConfigError) -> Bool {
+            switch e.value.lowercased() {
+            case "yes", "true", "on", "1": return true
+            case "no", "false", "off", "0": return false
+            default: throw fail("expected yes or no, got '\(e.value)'")
+            }
+        }
+        func duration(_ unit: DurationParser.Unit, min: Int64, max: Int64) throws(ConfigError) -> Int64 {
+            guard let s = DurationParser.seconds(e.value, defaultUnit: unit), s >= min, s <= max else {
+                throw fail("expected a duration between \(min)s and \(max)s such as 30m, 90s, 2h; got '\(e.value)'")
+            }
+            return s
+        }
+        func integer(min: Int, max: Int) throws(ConfigError) -> Int {
+            guard let n = Int(e.value), n >= min, n <= max else { throw fail("expected a number from \(min) to \(max), got '\(e.value)'") }
+            return n
+        }
+        func path() throws(ConfigError) -> String {
+            guard !e.value.isEmpty, e.value.utf8.count < 4096, !e.value.utf8.contains(0) else { throw fail("expected a file name") }
+            return e.value
+        }
+        let list = e.value.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" }).map(String.init)
+
+        switch key {
+        case .mapFile: mapFile = try path()
+        case .mapType:
+            guard let k = MapFormat.Kind(rawValue: e.value.lowercased()) else { throw fail("expected btree or hash, got '\(e.value)'") }
+            mapFormat.kind = k
+        case .mapNulTerminate: mapFormat.nulTerminated = try bool()
+        case .mapCidrKeys: mapFormat.cidrKeys = try bool()
+        case .expire: expireSeconds = try duration(.minutes, min: 1, max: 366 * 86_400)
+        case .sweepInterval: sweepIntervalSeconds = try duration(.seconds, min: 1, max: 3600)
+        case .allowFile: allowFile = try path()
+        case .rpcbind: useRpcbind = try bool()
+        case .listen:
+            if list == ["*"] || list.isEmpty { listen = []; break }
+            var out: [IPAddress] = []
+            for item in list {
+                guard let a = IPAddress(item) else { throw fail("not an IP address: '\(item)'") }
+                out.append(a)
+            }
+            listen = out
+        case .rpcPort: rpcPort = try integer(min: 0, max: 65535)
+        case .rpcTransports:
+            var out: [Transport] = []
+            for item in list {
+                guard let t = Transport(rawValue: item.lowercased()) else { throw fail("expected udp and/or tcp, got '\(item)'") }
+                if !out.contains(t) { out.append(t) }
+            }
+            guard !out.isEmpty else { throw fail("at least one of udp, tcp") }
+            transports = out
+        case .maxConnections: maxConnections = try integer(min: 1, max: 100_000)
+        case .idleTimeout: idleTimeoutSeconds = try duration(.seconds, min: 1, max: 3600)
+        case .rpcMaxRecord: rpcMaxRecord = try integer(min: 1024, max: 1 << 20)
+        case .syslogFacility:
+            guard DRACConfig.syslogFacilities.contains(e.value.lowercased()) else { throw fail("unknown facility '\(e.value)'") }
+            syslogFacility = e.value.lowercased()
+        case .pidFile: pidFile = e.value
+        case .rpcServers:
+            guard !list.isEmpty, list.count <= 32, list.allSatisfy({ $0.utf8.count <= 255 }) else { throw fail("expected 1 to 32 host names or addresses") }
+            rpcServers = list
+        case .rpcTimeout: rpcTimeoutSeconds = try duration(.seconds, min: 1, max: 300)
+        }
+    }
+}

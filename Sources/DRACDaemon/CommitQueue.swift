@@ -1,0 +1,256 @@
+// The commit thread: group commit of adds (one sync per batch) and prompt, chunked expiry.
+import DRACCore
+import DRACMap
+import Foundation
+import Logging
+
+/// Owns the map writer on one thread. Adds that arrive while a batch is being synced wait for
+/// the next batch, so one sync covers all of them: throughput grows with the number of
+/// concurrent clients while every acknowledged add is on disk (ARCHITECTURE.md: nothing
+/// acknowledged is lost).
+///
+/// Expiry: the thread remembers the expiry of every entry it wrote or saw, and deletes entries
+/// within `sweepInterval` of their expiry, a few hundred per locked batch. A full rescan of the
+/// map, also in short locked chunks, runs every expire/10 to pick up entries written by others.
+final class CommitQueue: @unchecked Sendable {
+    struct Add {
+        var address: IPAddress
+        var expiry: Int64
+        var completion: @Sendable (Result<Void, MapError>) -> Void
+    }
+
+    private let condition = NSCondition()
+    private var pending: [Add] = []
+    private var stopping = false
+    private var finished = false
+    private let writer: MapWriter
+    private let logger: Logger
+    private var thread: Thread?
+
+    // Settings that SIGHUP may change (read under `condition`).
+    private var sweepInterval: Double
+    private var rescanInterval: Double
+
+    // Commit-thread state.
+    private var known: [[UInt8]: Int64] = [:]
+    private var heap = ExpiryHeap()
+    private var rescanCursor: [UInt8]? = nil
+    private var rescanActive = false
+    private var rescanStats = SweepChunk()
+    private var maxLockHoldNanos: UInt64 = 0
+    private var nextRescan: Double = 0
+    private var nextHousekeeping: Double = 0
+
+    static let maxBatch = 4096
+    static let maxDeletesPerBatch = 512
+
+    init(writer: MapWriter, expireSeconds: Int64, sweepIntervalSeconds: Int64, logger: Logger) {
+        self.writer = writer
+        self.logger = logger
+        sweepInterval = Double(sweepIntervalSeconds)
+        rescanInterval = max(1, Double(expireSeconds) / 10)
+    }
+
+    func start() {
+        let t = Thread { [self] in self.loop() }
+        t.name = "dracd-commit"
+        thread = t
+        nextRescan = now()   // learn the existing entries' expiries at start
+        t.start()
+    }
+
+    func updateSettings(expireSeconds: Int64, sweepIntervalSeconds: Int64) {
+        condition.lock()
+        sweepInterval = Double(sweepIntervalSeconds)
+        rescanInterval = max(1, Double(expireSeconds) / 10)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Queues an add; false once stopping (the caller answers ADD_SYSERR).
+    func submit(_ add: Add) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopping else { return false }
+        pending.append(add)
+        condition.signal()
+        return true
+    }
+
+    /// Commits what is queued, then stops the thread and closes the map.
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.signal()
+        while !finished { condition.wait() }
+        condition.unlock()
+    }
+
+    var pendingCount: Int {
+        condition.lock(); defer { condition.unlock() }
+        return pending.count
+    }
+
+    private func now() -> Double { Date().timeIntervalSince1970 }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while pending.isEmpty && !stopping && now() < nextHousekeeping {
+                _ = condition.wait(until: Date(timeIntervalSince1970: nextHousekeeping))
+            }
+            let batch = Array(pending.prefix(CommitQueue.maxBatch))
+            pending.removeFirst(batch.count)
+            let exiting = stopping && pending.isEmpty
+            let interval = sweepInterval
+            condition.unlock()
+
+            if !batch.isEmpty { commit(batch) }
+            if exiting { break }
+            let t = now()
+            if t >= nextHousekeeping {
+                housekeeping(now: t)
+                nextHousekeeping = t + min(interval, 1)
+            } else if rescanActive {
+                rescanStep(now: Int64(t))
+            }
+        }
+        writer.close()
+        condition.lock()
+        finished = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func commit(_ batch: [Add]) {
+        let ops = batch.map { MapOperation.put($0.address, expiry: $0.expiry) }
+        do {
+            try writer.commit(ops)
+            for add in batch {
+                remember(writer.format.key(for: add.address), expiry: add.expiry)
+                add.completion(.success(()))
+            }
+        } catch {
+            logger.error("map write failed for \(batch.count) adds: \(error)")
+            for add in batch { add.completion(.failure(error)) }
+        }
+    }
+
+    private func remember(_ key: [UInt8], expiry: Int64) {
+        if known[key] == expiry { return }
+        known[key] = expiry
+        heap.push(expiry: expiry, key: key)
+        if heap.count > 4 * known.count + 1024 { heap = ExpiryHeap(known) }
+    }
+
+    private func housekeeping(now t: Double) {
+        let nowSec = Int64(t)
+        deleteDue(now: nowSec)
+        do { try writer.touchIfNeeded(now: nowSec) } catch { logger.warning("cannot touch map: \(error)") }
+        condition.lock()
+        let interval = rescanInterval
+        condition.unlock()
+        if !rescanActive && t >= nextRescan {
+            rescanActive = true
+            rescanCursor = nil
+            rescanStats = SweepChunk()
+            maxLockHoldNanos = 0
+            nextRescan = t + interval
+        }
+        if rescanActive { rescanStep(now: nowSec) }
+    }
+
+    /// Deletes entries whose remembered expiry has come, re-checking each stored value.
+    private func deleteDue(now: Int64) {
+        var due: [[UInt8]] = []
+        while let top = heap.peek, top.expiry <= now, due.count < CommitQueue.maxDeletesPerBatch {
+            heap.pop()
+            if known[top.key] == top.expiry { due.append(top.key); known[top.key] = nil }
+        }
+        guard !due.isEmpty else { return }
+        do {
+            let r = try writer.commit(due.map { .deleteIfExpired(key: $0, now: now) })
+            if r.deleted > 0 {
+                let names = zip(due, r.found).filter { $0.1 }.prefix(10).map { String(decoding: $0.0, as: UTF8.self) }
+                let more = r.deleted > names.count ? " and \(r.deleted - names.count) more" : ""
+                logger.info("sweep: deleted \(r.deleted) expired entries: \(names.joined(separator: " "))\(more)")
+            }
+        } catch {
+            logger.error("sweep failed: \(error)")
+            for key in due { known[key] = now }   // retry on the next pass
+            for key in due { heap.push(expiry: now, key: key) }
+        }
+    }
+
+    /// One chunk of the periodic full rescan: deletes expired entries and learns expiries of
+    /// entries written by other programs.
+    private func rescanStep(now: Int64) {
+        do {
+            let chunk = try writer.sweepChunk(after: rescanCursor, now: now)
+            rescanStats.scanned += chunk.scanned
+            rescanStats.deleted += chunk.deleted
+            maxLockHoldNanos = max(maxLockHoldNanos, chunk.lockHeldNanoseconds)
+            rescanCursor = chunk.resumeAfter
+            if chunk.resumeAfter == nil {
+                rescanActive = false
+                learnExpiries()
+                if rescanStats.deleted > 0 {
+                    logger.info("sweep: deleted \(rescanStats.deleted) expired entries (\(rescanStats.scanned) scanned, longest lock hold \(maxLockHoldNanos / 1_000_000) ms)")
+                } else {
+                    logger.debug("sweep: \(rescanStats.scanned) entries scanned, none expired")
+                }
+            }
+        } catch {
+            logger.error("sweep failed: \(error)")
+            rescanActive = false
+        }
+    }
+
+    /// After a rescan, remember the expiry of every live entry we did not write ourselves, so it
+    /// too is deleted promptly. Reads in chunks under the writer's lock.
+    private func learnExpiries() {
+        do {
+            for e in try writer.entries() {
+                if e.address != nil, let x = e.expiry, known[e.key] != x { remember(e.key, expiry: x) }
+            }
+        } catch {
+            logger.warning("cannot read map to learn expiries: \(error)")
+        }
+    }
+}
+
+/// A binary min-heap of (expiry, key).
+struct ExpiryHeap {
+    private var items: [(expiry: Int64, key: [UInt8])] = []
+    init() {}
+    init(_ known: [[UInt8]: Int64]) { for (k, e) in known { push(expiry: e, key: k) } }
+    var count: Int { items.count }
+    var peek: (expiry: Int64, key: [UInt8])? { items.first }
+
+    mutating func push(expiry: Int64, key: [UInt8]) {
+        items.append((expiry, key))
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard items[i].expiry < items[parent].expiry else { break }
+            items.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    mutating func pop() {
+        guard !items.isEmpty else { return }
+        items.swapAt(0, items.count - 1)
+        items.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var m = i
+            if l < items.count, items[l].expiry < items[m].expiry { m = l }
+            if r < items.count, items[r].expiry < items[m].expiry { m = r }
+            if m == i { break }
+            items.swapAt(i, m)
+            i = m
+        }
+    }
+}

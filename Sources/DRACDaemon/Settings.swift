@@ -1,0 +1,98 @@
+// Loading rpc.dracd's settings: drac.conf, -o overrides, DRAC 1.12 flags, the allow file.
+import DRACCore
+import Foundation
+import Glibc
+
+/// The command line as rpc.dracd received it (DRAC 1.12 flags plus ours).
+public struct DaemonOptions: Sendable {
+    public var configFile: String?
+    public var overrides: [String] = []
+    public var expireMinutes: Int?
+    public var truncate = false
+    public var allowFile: String?
+    public var mapFile: String?
+    public init() {}
+}
+
+public struct StartError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+public enum SettingsLoader {
+    /// drac.conf (the -c file, or /etc/drac/drac.conf when it exists), then -o, then the DRAC flags.
+    public static func load(_ o: DaemonOptions) throws -> DRACConfig {
+        var source = ConfigSource()
+        let path = o.configFile ?? DRACConfig.defaultPath
+        if o.configFile != nil || FileManager.default.fileExists(atPath: path) {
+            let text = try readSmallFile(path, what: "configuration file")
+            try source.parseFile(text, name: path)
+        }
+        for item in o.overrides { try source.parseOverride(item) }
+        var config = try DRACConfig(source)
+        if let e = o.expireMinutes {
+            guard e >= 1, e <= 366 * 24 * 60 else { throw StartError("-e \(e): expiry must be 1 to \(366 * 24 * 60) minutes") }
+            config.expireSeconds = Int64(e) * 60
+        }
+        if let a = o.allowFile { config.allowFile = a }
+        if let m = o.mapFile { config.mapFile = m }
+        return config
+    }
+
+    /// The allow list and a short description of where it came from.
+    public static func loadAllowList(_ path: String) throws -> (AllowList, String) {
+        guard FileManager.default.fileExists(atPath: path) else {
+            let list = AllowList.defaultList(hostAddresses: hostAddresses())
+            return (list, "default: loopback and this host's addresses, \(path) does not exist")
+        }
+        let text = try readSmallFile(path, what: "allow file")
+        switch AllowList.parse(text) {
+        case .success(let list): return (list, "\(path), \(list.rules.count) rules")
+        case .failure(let e): throw StartError("\(path), \(e)")
+        }
+    }
+
+    static func readSmallFile(_ path: String, what: String, limit: Int = 1 << 20) throws -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw StartError("cannot read \(what) \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 { if errno == EINTR { continue }; throw StartError("cannot read \(what) \(path): \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            out += buf[0..<n]
+            guard out.count <= limit else { throw StartError("\(what) \(path) is larger than \(limit) bytes") }
+        }
+        guard let s = String(validating: out, as: UTF8.self) else { throw StartError("\(what) \(path) is not UTF-8 text") }
+        return s
+    }
+
+    /// This host's interface addresses (for the default allow list, as DRAC).
+    public static func hostAddresses() -> [IPAddress] {
+        var head: UnsafeMutablePointer<ifaddrs>? = nil
+        guard getifaddrs(&head) == 0 else { return [] }
+        defer { freeifaddrs(head) }
+        var out: [IPAddress] = []
+        var p = head
+        while let ifa = p {
+            if let sa = ifa.pointee.ifa_addr {
+                switch Int32(sa.pointee.sa_family) {
+                case AF_INET:
+                    let a = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt32(bigEndian: $0.pointee.sin_addr.s_addr) }
+                    out.append(.v4(a))
+                case AF_INET6:
+                    let b = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { p -> [UInt8] in
+                        var a = p.pointee.sin6_addr
+                        return withUnsafeBytes(of: &a) { Array($0) }
+                    }
+                    out.append(.v6(b))
+                default: break
+                }
+            }
+            p = ifa.pointee.ifa_next
+        }
+        return out
+    }
+}

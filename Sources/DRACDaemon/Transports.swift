@@ -1,0 +1,118 @@
+// NIO transports for rpc.dracd: UDP datagrams and TCP record-marked streams, with limits.
+import DRACCore
+import DRACRPC
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+extension IPAddress {
+    init?(_ address: NIOCore.SocketAddress?) {
+        guard let address, let ip = address.ipAddress, let a = IPAddress(ip) else { return nil }
+        self = a.unmapped
+    }
+}
+
+/// One UDP socket: each datagram is one call.
+final class UDPHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    let processor: RequestProcessor
+    let maxRecord: Int
+    let logger: Logger
+
+    init(processor: RequestProcessor, maxRecord: Int, logger: Logger) {
+        self.processor = processor
+        self.maxRecord = maxRecord
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        guard let caller = IPAddress(envelope.remoteAddress) else { return }
+        guard envelope.data.readableBytes <= maxRecord else {
+            logger.warning("dropped datagram from \(caller) udp: \(envelope.data.readableBytes) bytes (limit \(maxRecord))")
+            return
+        }
+        let bytes = Array(envelope.data.readableBytesView)
+        let channel = context.channel
+        let remote = envelope.remoteAddress
+        processor.handle(bytes, caller: caller, transport: "udp") { reply in
+            let buffer = channel.allocator.buffer(bytes: reply)
+            channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: buffer), promise: nil)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // ICMP errors for earlier replies surface here; they must not close the socket.
+        logger.debug("udp socket error: \(error)")
+    }
+}
+
+/// Counts TCP connections against `max_connections`.
+final class ConnectionLimiter: Sendable {
+    private let count = NIOLockedValueBox(0)
+    let limit: Int
+    init(limit: Int) { self.limit = limit }
+    func tryAcquire() -> Bool { count.withLockedValue { c in guard c < limit else { return false }; c += 1; return true } }
+    func release() { count.withLockedValue { $0 -= 1 } }
+    var current: Int { count.withLockedValue { $0 } }
+}
+
+/// One TCP connection: record-marked calls, replies may leave in any order (matched by xid).
+final class TCPHandler: ChannelInboundHandler {
+    typealias InboundIn = [UInt8]
+    typealias OutboundOut = ByteBuffer
+
+    let processor: RequestProcessor
+    let limiter: ConnectionLimiter
+    let logger: Logger
+    var caller: IPAddress?
+
+    init(processor: RequestProcessor, limiter: ConnectionLimiter, logger: Logger) {
+        self.processor = processor
+        self.limiter = limiter
+        self.logger = logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        caller = IPAddress(context.channel.remoteAddress)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        limiter.release()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let caller else { context.close(promise: nil); return }
+        let record = unwrapInboundIn(data)
+        let channel = context.channel
+        processor.handle(record, caller: caller, transport: "tcp") { reply in
+            channel.writeAndFlush(channel.allocator.buffer(bytes: RPCRecordDecoder.frame(reply)), promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            logger.info("closing idle tcp connection from \(caller.map { "\($0)" } ?? "?")")
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        let who = caller.map { "\($0)" } ?? "?"
+        if let e = error as? RPCRecordDecoder.DecodeError {
+            logger.warning("closing tcp connection from \(who): \(e)")
+        } else {
+            logger.info("tcp connection from \(who): \(error)")
+        }
+        context.close(promise: nil)
+    }
+}
+
+extension TCPHandler: @unchecked Sendable {}

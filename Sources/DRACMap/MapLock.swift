@@ -1,0 +1,102 @@
+// The lock set every map writer and reader takes: flock(2) and a whole-file fcntl(2) lock.
+import CBerkeleyDB
+import Glibc
+
+/// Locks a map file the way the programs that share it do:
+/// - `flock()` on the file: Postfix locks maps with flock on Linux (its INTERNAL_LOCK), and our
+///   own programs (rpc.dracd, dracctl, drac-smtpd) use it as their mutual exclusion.
+/// - a whole-file `fcntl()` lock: DRAC 1.12 takes `F_SETLKW` write locks, and sendmail's map
+///   locking falls back to fcntl where flock is not used.
+/// A writer holds both exclusively; a reader holds both shared.
+///
+/// POSIX record locks belong to the process and vanish when *any* descriptor of the file is
+/// closed, including the one Berkeley DB holds; callers therefore take the fcntl lock after
+/// (re)opening the database and never close a handle mid-operation.
+final class MapLock {
+    let path: String
+    let exclusive: Bool
+    private var fd: Int32 = -1
+    private var flocked = false
+    private var fcntlLocked = false
+
+    /// Opens the lock descriptor. With `create`, the file is created (mode 0644) when missing.
+    init(path: String, exclusive: Bool, create: Bool) throws(MapError) {
+        self.path = path
+        self.exclusive = exclusive
+        try openDescriptor(create: create)
+    }
+
+    deinit {
+        unlockAll()
+        if fd >= 0 { Glibc.close(fd) }
+    }
+
+    private func openDescriptor(create: Bool) throws(MapError) {
+        var flags = (exclusive ? O_RDWR : O_RDONLY) | O_CLOEXEC
+        if create { flags |= O_CREAT }
+        let f = Glibc.open(path, flags, 0o644)
+        if f < 0 {
+            let e = errno
+            throw e == ENOENT ? MapError(code: .notFound, path: path, message: "map file does not exist")
+                              : MapError.system(e, path: path, doing: "cannot open map")
+        }
+        fd = f
+    }
+
+    /// Takes the flock, making sure it is on the file now at `path` (a replaced file, for
+    /// instance one rebuilt by postmap, is followed).
+    func acquireFlock() throws(MapError) {
+        for _ in 0..<8 {
+            while drac_flock(fd, exclusive ? LOCK_EX : LOCK_SH) != 0 {
+                if errno != EINTR { throw MapError.system(errno, path: path, doing: "flock") }
+            }
+            flocked = true
+            var a = stat(), b = stat()
+            if fstat(fd, &a) == 0, stat(path, &b) == 0, a.st_ino == b.st_ino, a.st_dev == b.st_dev { return }
+            // The name now points at another file: lock that one instead.
+            _ = drac_flock(fd, LOCK_UN)
+            flocked = false
+            Glibc.close(fd)
+            fd = -1
+            try openDescriptor(create: false)
+        }
+        throw MapError(code: .busy, path: path, message: "map file keeps being replaced")
+    }
+
+    /// Takes (or re-takes, after a descriptor close dropped it) the whole-file fcntl lock.
+    func acquireFcntl() throws(MapError) {
+        while drac_fcntl_lock(fd, exclusive ? 1 : 0, 1) != 0 {
+            if errno != EINTR { throw MapError.system(errno, path: path, doing: "fcntl lock") }
+        }
+        fcntlLocked = true
+    }
+
+    func unlockAll() {
+        if fcntlLocked {
+            _ = drac_fcntl_unlock(fd)
+            fcntlLocked = false
+        }
+        if flocked {
+            _ = drac_flock(fd, LOCK_UN)
+            flocked = false
+        }
+    }
+
+    /// Device, inode, size, mtime and ctime of the file at `path`; used to notice other writers.
+    func fileStamp() -> FileStamp? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return FileStamp(st)
+    }
+}
+
+/// What changes when another process writes the map. Compared before each write batch.
+struct FileStamp: Equatable {
+    var dev: UInt64, ino: UInt64, size: Int64
+    var mtimeSec: Int, mtimeNsec: Int, ctimeSec: Int, ctimeNsec: Int
+    init(_ st: stat) {
+        dev = UInt64(st.st_dev); ino = UInt64(st.st_ino); size = Int64(st.st_size)
+        mtimeSec = st.st_mtim.tv_sec; mtimeNsec = st.st_mtim.tv_nsec
+        ctimeSec = st.st_ctim.tv_sec; ctimeNsec = st.st_ctim.tv_nsec
+    }
+}

@@ -1,0 +1,4 @@
+// dracctl: thin entry point; the commands live in DRACAdmin.
+import DRACAdmin
+
+DracCtl.runMain()
