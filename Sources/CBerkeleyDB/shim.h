@@ -31,13 +31,16 @@ static inline int drac_set_mtime(const char *path, long sec, long nsec) {
     return utimensat(AT_FDCWD, path, ts, 0);
 }
 
+static inline void drac_db_silent(const DB_ENV *env, const char *prefix, const char *msg) {
+    (void)env; (void)prefix; (void)msg;
+}
+
 static inline int drac_db_open(DB **out, const char *path, int hash, u_int32_t flags, int mode) {
     DB *db = NULL;
     int rc = db_create(&db, NULL, 0);
     if (rc != 0) return rc;
     /* No messages on stderr: callers report errors themselves (db_strerror of the code). */
-    db->set_errfile(db, NULL);
-    db->set_errcall(db, NULL);
+    db->set_errcall(db, drac_db_silent);
     if (flags & DB_CREATE) {
         rc = db->set_pagesize(db, 512);   /* DRAC 1.12 used 512-byte pages */
         if (rc != 0) { db->close(db, 0); return rc; }

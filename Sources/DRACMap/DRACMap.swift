@@ -72,7 +72,14 @@ public final class MapWriter {
     public init(path: String, format: MapFormat, truncate: Bool = false, create: Bool = true) throws(MapError) {
         self.path = path
         self.format = format
-        lock = try MapLock(path: path, exclusive: true, create: create)
+        if create, access(path, F_OK) != 0, errno == ENOENT {
+            // Let Berkeley DB create a missing map: it complains about zero-length files.
+            // Nobody can hold a lock on a file that does not exist yet.
+            let fresh = try BerkeleyDB(path: path, kind: format.kind, mode: .create)
+            try fresh.sync()
+            fresh.close(sync: true)
+        }
+        lock = try MapLock(path: path, exclusive: true, create: false)
         try lock.acquireFlock()
         defer { lock.unlockAll() }
         var st = stat()
