@@ -58,6 +58,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dracctl", dependencies: ["DRACAdmin"]),
+        .executableTarget(name: "drac-bench", dependencies: ["DRACRPC", "DRACCore", "DRACMap"], path: "Benchmarks/DracBench"),
 
         .testTarget(name: "DRACCoreTests", dependencies: ["DRACCore"]),
         .testTarget(name: "DRACMapTests", dependencies: ["DRACMap", "DRACCore"]),

@@ -171,7 +171,7 @@ public final class MapWriter {
         try lock.acquireFlock()
         defer { lock.unlockAll() }
         if lock.fileStamp() == lastStamp {
-            _ = utimensat(AT_FDCWD, path, nil, 0)
+            _ = drac_set_mtime(path, Int(now), 0)
             lastStamp = lock.fileStamp()
         }
         touchPending = false

@@ -32,6 +32,11 @@ public struct DRACServerName: Equatable, Sendable {
     public var host: String
     public var port: Int?
 
+    public init(host: String, port: Int?) {
+        self.host = host
+        self.port = port
+    }
+
     public init?(_ text: String) {
         guard !text.isEmpty, text.utf8.count <= 255 else { return nil }
         if text.hasPrefix("[") {
