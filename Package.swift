@@ -68,10 +68,9 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "SASLAuthTests", dependencies: ["SASLAuth"]),
+        // Starts real processes (rpcbind, rpc.dracd, Postfix tools) from threads: Swift 5 mode.
         .testTarget(name: "IntegrationTests", dependencies: [
             "DRACCore", "DRACRPC", "DRACMap",
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-        ]),
+        ], swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

@@ -173,6 +173,7 @@ public struct DracCtl: ParsableCommand {
         @Argument(help: "IPv4 or IPv6 address.") var address: String
         @Option(help: "How long it may relay (30m, 2h...; default: expire from drac.conf).") var ttl: String?
         @Option(help: "Send the add by RPC to these servers (comma separated; host, host:port, [v6]:port).") var server: String?
+        @Flag(help: "Send the add by RPC to the servers in rpc_servers (drac.conf).") var rpc = false
         @Flag(help: "With --server: use TCP instead of UDP.") var tcp = false
         @Option(help: "With --server: give up after this long (default rpc_timeout).") var timeout: String?
         @Option(help: "With --server: send from this local address.") var source: String?
@@ -181,9 +182,9 @@ public struct DracCtl: ParsableCommand {
             let c = try global.settings()
             let a = try parseAddress(address)
             guard a.isUsableClient else { throw AdminError("\(a) cannot be a client address") }
-            if let server {
-                guard ttl == nil else { throw AdminError("--ttl cannot be used with --server (rpc.dracd sets the expiry)") }
-                let servers = server.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            if server != nil || rpc {
+                guard ttl == nil else { throw AdminError("--ttl cannot be used with --server or --rpc (rpc.dracd sets the expiry)") }
+                let servers = server.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } } ?? c.rpcServers
                 guard !servers.isEmpty else { throw AdminError("--server needs at least one host") }
                 var seconds = Double(c.rpcTimeoutSeconds)
                 if let timeout {

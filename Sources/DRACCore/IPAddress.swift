@@ -57,6 +57,12 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// fe80::/10: needs a scope (interface) to be used.
+    public var isLinkLocal: Bool {
+        if case .v6(let b) = self { return b[0] == 0xfe && b[1] & 0xc0 == 0x80 }
+        return false
+    }
+
     public var isMulticast: Bool {
         switch self {
         case .v4(let a): return a >> 28 == 0xe

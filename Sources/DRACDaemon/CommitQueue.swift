@@ -3,6 +3,7 @@ import DRACCore
 import DRACMap
 import Foundation
 import Logging
+import NIOCore
 
 /// Owns the map writer on one thread. Adds that arrive while a batch is being synced wait for
 /// the next batch, so one sync covers all of them: throughput grows with the number of
@@ -16,6 +17,9 @@ final class CommitQueue: @unchecked Sendable {
     struct Add {
         var address: IPAddress
         var expiry: Int64
+        /// Where `completion` runs: the connection's event loop, so that replies and log lines
+        /// are written there while this thread syncs the next batch.
+        var eventLoop: EventLoop
         var completion: @Sendable (Result<Void, MapError>) -> Void
     }
 
@@ -124,15 +128,21 @@ final class CommitQueue: @unchecked Sendable {
 
     private func commit(_ batch: [Add]) {
         let ops = batch.map { MapOperation.put($0.address, expiry: $0.expiry) }
+        let result: Result<Void, MapError>
         do {
             try writer.commit(ops)
-            for add in batch {
-                remember(writer.format.key(for: add.address), expiry: add.expiry)
-                add.completion(.success(()))
-            }
+            for add in batch { remember(writer.format.key(for: add.address), expiry: add.expiry) }
+            result = .success(())
         } catch {
             logger.error("map write failed for \(batch.count) adds: \(error)")
-            for add in batch { add.completion(.failure(error)) }
+            result = .failure(error)
+        }
+        // One hop per event loop for the whole batch, not one per reply.
+        var byLoop: [ObjectIdentifier: (EventLoop, [Add])] = [:]
+        for add in batch { byLoop[ObjectIdentifier(add.eventLoop), default: (add.eventLoop, [])].1.append(add) }
+        for (_, (loop, adds)) in byLoop {
+            let completions = adds.map(\.completion)
+            loop.execute { for c in completions { c(result) } }
         }
     }
 

@@ -24,12 +24,20 @@ public enum Daemonizer {
         for fd in [Int32(0), 1, 2] {
             posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0)
         }
-        let argv = ["rpc.dracd"] + arguments + ["--daemon-child-fd", String(fds[1])]
+        // The child keeps nothing it inherited but stdio (on /dev/null) and the report pipe,
+        // moved to fd 3: a daemon holding its caller's pipes would keep them from closing.
+        // Only the copy on fd 3 may survive the exec (dup2 to another number clears
+        // close-on-exec); the pipe's own write end must not, or the parent never sees EOF.
+        var writeEnd = fds[1]
+        if writeEnd == 3 { writeEnd = dup(3); close(3) }
+        markInheritedDescriptorsCloseOnExec()
+        posix_spawn_file_actions_adddup2(&actions, writeEnd, 3)
+        let argv = ["rpc.dracd"] + arguments + ["--daemon-child-fd", "3"]
         var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, "/proc/self/exe", &actions, nil, &cargs, environ)
-        close(fds[1])
+        close(writeEnd)
         guard rc == 0 else {
             printStderr("rpc.dracd: cannot start daemon process: \(String(cString: strerror(rc)))\n")
             return 1
@@ -41,14 +49,28 @@ public enum Daemonizer {
             if n < 0, errno == EINTR { continue }
             if n <= 0 { break }
             report += buf[0..<n]
+            if report.contains(UInt8(ascii: "\n")) { break }
         }
         close(fds[0])
-        let text = String(decoding: report, as: UTF8.self)
+        let text = String(decoding: report, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         if text.hasPrefix("ready") { return 0 }
         var status: Int32 = 0
         waitpid(pid, &status, 0)
         printStderr(text.isEmpty ? "rpc.dracd: daemon process exited during start-up\n" : "rpc.dracd: \(text)\n")
         return 1
+    }
+
+    /// Sets FD_CLOEXEC on every descriptor above stderr, so that the exec'd child
+    /// starts with none of them. (The parent exits right after, so it loses nothing.)
+    static func markInheritedDescriptorsCloseOnExec() {
+        guard let dir = opendir("/proc/self/fd") else { return }
+        defer { closedir(dir) }
+        let own = dirfd(dir)
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            guard let fd = Int32(name), fd > 2, fd != own else { continue }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
     }
 
     /// Child side, early: its own session, no controlling terminal.

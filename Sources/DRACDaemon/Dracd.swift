@@ -57,7 +57,7 @@ public final class Dracd: Service, @unchecked Sendable {
             await d.shutdown()
             throw error
         }
-        let where_ = d.channels.map { "\($0.transport)/\($0.address)" }.joined(separator: " ")
+        let where_ = d.channels.filter { $0.transport != "udp-local" }.map { "\($0.transport)/\($0.address)" }.joined(separator: " ")
         logger.info("started: map \(config.mapFile) (\(config.mapFormat.kind)\(options.truncate ? ", emptied" : "")), expire \(config.expireSeconds / 60)m, port \(d.port) on \(where_)\(config.useRpcbind ? ", registered with rpcbind" : ", rpcbind not used"), allow list: \(allowSource)")
         return d
     }
@@ -126,15 +126,32 @@ public final class Dracd: Service, @unchecked Sendable {
                 channels.append((ch, transport.rawValue, address))
             }
         }
+        // A UDP reply from a wildcard socket leaves from whatever source address the kernel
+        // picks, and a client that sent to another address of ours drops it (libtirpc answers
+        // from the request's address with IP_PKTINFO, which NIO cannot send). As BIND does, we
+        // also bind each local address: the kernel delivers to the most specific socket, whose
+        // replies carry the right source. The wildcard sockets serve addresses added later.
+        if config.listen.isEmpty, config.transports.contains(.udp) {
+            for address in SettingsLoader.hostAddresses() where !address.isLinkLocal {
+                if channels.contains(where: { $0.transport == "udp" && $0.address == address }) { continue }
+                do {
+                    let ch = try await bindUDP(address, port: port, v6only: !address.isV4)
+                    channels.append((ch, "udp-local", address))
+                } catch {
+                    logger.warning("cannot bind udp \(address) port \(port): \(error); replies to it come from the wildcard socket")
+                }
+            }
+        }
         self.port = port
     }
 
     private func bindUDP(_ address: IPAddress, port: Int, v6only: Bool) async throws -> Channel {
         let handler = UDPHandler(processor: processor, maxRecord: config.rpcMaxRecord, logger: logger)
         var b = DatagramBootstrap(group: group)
-            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65536))
+            .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: config.rpcMaxRecord + 1))
             .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) } }
-        if v6only { b = b.channelOption(ChannelOptions.socketOption(.ipv6_v6only), value: 1) }
+        if v6only { b = b.channelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1) }
         return try await b.bind(host: address.text, port: port).get()
     }
 
@@ -158,14 +175,14 @@ public final class Dracd: Service, @unchecked Sendable {
                     try sync.addHandler(TCPHandler(processor: processor, limiter: limiter, logger: logger))
                 }
             }
-        if v6only { b = b.serverChannelOption(ChannelOptions.socketOption(.ipv6_v6only), value: 1) }
+        if v6only { b = b.serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1) }
         return try await b.bind(host: address.text, port: port).get()
     }
 
     private func register() throws {
         RpcbindRegistration.unregisterAll()   // stale entries of a previous run
         do {
-            for c in channels {
+            for c in channels where c.transport != "udp-local" {
                 let netid = c.transport + (c.address.isV4 ? "" : "6")
                 for v in DRACProgram.versions {
                     try RpcbindRegistration.register(version: v, netid: netid, address: c.address, port: port)

@@ -5,6 +5,7 @@ import DRACRPC
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// Settings that SIGHUP can change, swapped as one value.
 struct RuntimeSettings: Sendable {
@@ -31,8 +32,9 @@ final class RequestProcessor: Sendable {
     func update(_ s: RuntimeSettings) { settings.withLockedValue { $0 = s } }
     func stopAccepting() { acceptingBox.withLockedValue { $0 = false } }
 
-    /// Handles one message from `caller`; `reply` may be called on any thread.
-    func handle(_ message: [UInt8], caller: IPAddress, transport: String, reply: @escaping @Sendable ([UInt8]) -> Void) {
+    /// Handles one message from `caller`, received on `eventLoop`; `reply` is called on that loop.
+    func handle(_ message: [UInt8], caller: IPAddress, transport: String, eventLoop: EventLoop,
+                reply: @escaping @Sendable ([UInt8]) -> Void) {
         let from = caller.unmapped
         switch DRACCodec.decodeCall(message) {
         case .drop(let reason):
@@ -62,14 +64,14 @@ final class RequestProcessor: Sendable {
             }
             let expiry = Expiry.expiry(now: Int64(Date().timeIntervalSince1970), ttlSeconds: s.expireSeconds)
             let logger = self.logger
-            let queued = commits.submit(CommitQueue.Add(address: address, expiry: expiry) { result in
+            let queued = commits.submit(CommitQueue.Add(address: address, expiry: expiry, eventLoop: eventLoop) { result in
                 switch result {
                 case .success:
-                    logger.info("add \(address) from \(from) \(transport) v\(version) expires \(TimeFormat.iso8601UTC(expiry))")
                     reply(DRACCodec.addReply(xid: xid, .success))
+                    logger.info("add \(address) from \(from) \(transport) v\(version) expires \(TimeFormat.iso8601UTC(expiry))")
                 case .failure(let e):
-                    logger.error("add \(address) from \(from) \(transport) v\(version) failed: \(e)")
                     reply(DRACCodec.addReply(xid: xid, .systemError))
+                    logger.error("add \(address) from \(from) \(transport) v\(version) failed: \(e)")
                 }
             })
             if !queued {

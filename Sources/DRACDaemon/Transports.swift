@@ -31,14 +31,16 @@ final class UDPHandler: ChannelInboundHandler, Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         guard let caller = IPAddress(envelope.remoteAddress) else { return }
+        // The receive buffer holds rpc_max_record + 1 bytes: a full buffer means the datagram
+        // was longer than the limit (the kernel truncated it).
         guard envelope.data.readableBytes <= maxRecord else {
-            logger.warning("dropped datagram from \(caller) udp: \(envelope.data.readableBytes) bytes (limit \(maxRecord))")
+            logger.warning("dropped datagram from \(caller) udp: over \(maxRecord) bytes (rpc_max_record)")
             return
         }
         let bytes = Array(envelope.data.readableBytesView)
         let channel = context.channel
         let remote = envelope.remoteAddress
-        processor.handle(bytes, caller: caller, transport: "udp") { reply in
+        processor.handle(bytes, caller: caller, transport: "udp", eventLoop: context.eventLoop) { reply in
             let buffer = channel.allocator.buffer(bytes: reply)
             channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: buffer), promise: nil)
         }
@@ -90,7 +92,7 @@ final class TCPHandler: ChannelInboundHandler {
         guard let caller else { context.close(promise: nil); return }
         let record = unwrapInboundIn(data)
         let channel = context.channel
-        processor.handle(record, caller: caller, transport: "tcp") { reply in
+        processor.handle(record, caller: caller, transport: "tcp", eventLoop: context.eventLoop) { reply in
             channel.writeAndFlush(channel.allocator.buffer(bytes: RPCRecordDecoder.frame(reply)), promise: nil)
         }
     }

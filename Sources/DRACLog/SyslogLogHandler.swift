@@ -67,12 +67,42 @@ public struct SyslogLogHandler: LogHandler {
         case .error: priority = LOG_ERR
         case .critical: priority = LOG_CRIT
         }
-        text.withCString { cstr in withVaList([cstr]) { vsyslog(priority, "%s", $0) } }
+        if SyslogSocket.available() {
+            text.withCString { cstr in withVaList([cstr]) { vsyslog(priority, "%s", $0) } }
+        }
         if alsoStderr {
             // Same shape as the syslog line, so tests and admins grep one format.
             let prefix = event.level >= .warning ? "\(event.level): " : ""
             let line = Array("\(ident)[\(getpid())]: \(prefix)\(text)\n".utf8)
             _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
         }
+    }
+}
+
+/// Whether a syslog daemon listens on /dev/log, checked at most every few seconds. Without one,
+/// glibc's syslog() tries to connect again on every line, which costs three system calls a line.
+enum SyslogSocket {
+    private static let state = SyslogState()
+
+    static func available() -> Bool { state.available() }
+}
+
+private final class SyslogState: @unchecked Sendable {
+    private var lock = pthread_mutex_t()
+    private var checkedAt: Int = 0
+    private var present = true
+
+    init() { pthread_mutex_init(&lock, nil) }
+
+    func available() -> Bool {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        if ts.tv_sec - checkedAt >= 5 || checkedAt == 0 {
+            checkedAt = ts.tv_sec
+            present = access("/dev/log", W_OK) == 0
+        }
+        return present
     }
 }

@@ -70,7 +70,7 @@ struct RpcDracd: AsyncParsableCommand {
             if daemonChildFD != nil { try Daemonizer.writePidFile(config.pidFile) }
         } catch {
             logger.error("cannot start: \(error)")
-            if let fd = daemonChildFD { Daemonizer.report(fd: fd, "\(error)") }
+            if let fd = daemonChildFD { Daemonizer.report(fd: fd, "\(error)\n") }
             fail("\(error)")
         }
         if let fd = daemonChildFD { Daemonizer.report(fd: fd, "ready\n") }
