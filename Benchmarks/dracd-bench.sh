@@ -148,6 +148,18 @@ echo
 echo "goals: 1 client >= 1.0x floor adds/s, 8 clients >= 3x floor adds/s (each transport)"
 echo "rpc.dracd logged $LOGGED successful adds (clients counted $TOTAL_ADDS; UDP retransmits may add more), $ERRORS error lines"
 
+echo
+echo "== lock holds with a big map (goal: no lock hold over 50 ms with 100,000 entries)"
+SWEEP=$("$BENCH" sweep --db "$TMP/sweep.db" --entries 100000) || FAILED=1
+echo "$SWEEP"
+HOLD=$(echo "$SWEEP" | sed -n 's/.*longest_lock_hold=\([0-9.]*\)ms.*/\1/p')
+BATCH=$(echo "$SWEEP" | sed -n 's/.*lock_hold=\([0-9.]*\)ms.*/\1/p' | tail -1)
+for pair in "sweep-chunk:$HOLD" "4096-add-batch:$BATCH"; do
+    name=${pair%%:*}; ms=${pair#*:}
+    verdict=$(awk -v x="$ms" 'BEGIN { print (x + 0 <= 50) ? "PASS" : "MISS" }')
+    echo "$name longest lock hold ${ms} ms  <= 50 ms  $verdict"
+done
+
 if [[ $FAILED -ne 0 ]]; then
     echo "some runs had failed adds" >&2
     exit 1

@@ -35,6 +35,7 @@ func usage(_ message: String? = nil) -> Never {
     if let message { writeStderr("drac-bench: \(message)\n") }
     writeStderr("""
     usage: drac-bench floor --db PATH --count N
+           drac-bench sweep --db PATH [--entries N]
            drac-bench load --port P --transport udp|tcp --clients C (--seconds S | --adds N [--seconds CAP]) [--client-base K]
 
     """)
@@ -105,6 +106,52 @@ func runFloor(_ opts: [String: String]) -> Int32 {
     let rate = total > 0 ? Double(latencies.count) / total : .nan
     print("floor count=\(latencies.count) rate=\(fmt(rate, 1))/s p50=\(fmt(percentile(sorted, 0.5) * 1000, 2))ms p99=\(fmt(percentile(sorted, 0.99) * 1000, 2))ms")
     return 0
+}
+
+// MARK: sweep
+
+/// Lock holds on a big map: a map of `entries` addresses, half of them expired, swept in chunks
+/// as rpc.dracd and `dracctl expire` do; and one group-commit batch of the largest size.
+func runSweep(_ opts: [String: String]) -> Int32 {
+    guard let path = opts["db"] else { usage("sweep needs --db PATH") }
+    let entries = intOption(opts, "entries") ?? 100_000
+    _ = unlink(path)
+    defer { _ = unlink(path) }
+    do {
+        let writer = try MapWriter(path: path, format: MapFormat())
+        defer { writer.close() }
+        let now = Int64(Date().timeIntervalSince1970)
+        var i = 0
+        while i < entries {
+            let n = min(5000, entries - i)
+            try writer.commit((i..<(i + n)).map { k in
+                .put(.v4(0x0a00_0000 | UInt32(k)), expiry: k % 2 == 0 ? now - 10 : now + 3600)
+            })
+            i += n
+        }
+        // The largest batch the commit thread takes at once (CommitQueue.maxBatch).
+        let batch = (0..<4096).map { k in MapOperation.put(.v4(0x0b00_0000 | UInt32(k)), expiry: now + 3600) }
+        let t0 = monotonicSeconds()
+        try writer.commit(batch)
+        let batchHold = monotonicSeconds() - t0
+
+        var after: [UInt8]? = nil
+        var longest: UInt64 = 0, chunks = 0, deleted = 0, scanned = 0
+        let t1 = monotonicSeconds()
+        repeat {
+            let c = try writer.sweepChunk(after: after, now: now)
+            longest = max(longest, c.lockHeldNanoseconds)
+            chunks += 1; deleted += c.deleted; scanned += c.scanned
+            after = c.resumeAfter
+        } while after != nil
+        let total = monotonicSeconds() - t1
+        print("sweep entries=\(entries + 4096) scanned=\(scanned) deleted=\(deleted) chunks=\(chunks) longest_lock_hold=\(fmt(Double(longest) / 1e6, 2))ms total=\(fmt(total * 1000, 1))ms")
+        print("commit batch=4096 lock_hold=\(fmt(batchHold * 1000, 2))ms")
+        return deleted == entries / 2 ? 0 : 1
+    } catch {
+        writeStderr("drac-bench: sweep failed: \(error)\n")
+        return 1
+    }
 }
 
 // MARK: load
@@ -454,6 +501,8 @@ let status: Int32
 switch arguments[1] {
 case "floor":
     status = runFloor(parseOptions(arguments[2...], allowed: ["db", "count"]))
+case "sweep":
+    status = runSweep(parseOptions(arguments[2...], allowed: ["db", "entries"]))
 case "load":
     status = runLoad(parseOptions(arguments[2...], allowed: ["port", "transport", "clients", "seconds", "adds", "client-base"]))
 case "-h", "--help", "help":

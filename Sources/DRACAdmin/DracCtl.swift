@@ -68,6 +68,16 @@ func localTime(_ epoch: Int64) -> String {
     return String(cString: buf)
 }
 
+/// One locked, synced batch on the configured map (which must exist: dracctl never creates it).
+@discardableResult
+func commit(_ c: DRACConfig, _ operations: [MapOperation]) throws -> CommitResult {
+    do {
+        let w = try MapWriter(path: c.mapFile, format: c.mapFormat, create: false)
+        defer { w.close() }
+        return try w.commit(operations)
+    } catch { throw mapFailure(error) }
+}
+
 func mapFailure(_ error: MapError) -> AdminError {
     switch error.code {
     case .notFound: return AdminError("\(error.path): map file does not exist (is rpc.dracd configured with this map_file?)")
@@ -209,11 +219,7 @@ public struct DracCtl: ParsableCommand {
                 seconds = s
             }
             let expiry = Expiry.expiry(now: now(), ttlSeconds: seconds)
-            do {
-                let w = try MapWriter(path: c.mapFile, format: c.mapFormat, create: false)
-                defer { w.close() }
-                try w.commit([.put(a, expiry: expiry)])
-            } catch { throw mapFailure(error) }
+            try commit(c, [.put(a, expiry: expiry)])
             print("added \(a), may relay until \(localTime(expiry))")
         }
     }
@@ -226,12 +232,7 @@ public struct DracCtl: ParsableCommand {
         func run() throws {
             let c = try global.settings()
             let a = try parseAddress(address)
-            let r: CommitResult
-            do {
-                let w = try MapWriter(path: c.mapFile, format: c.mapFormat, create: false)
-                defer { w.close() }
-                r = try w.commit([.delete(a)])
-            } catch { throw mapFailure(error) }
+            let r = try commit(c, [.delete(a)])
             guard r.deleted == 1 else {
                 printStderr("dracctl: \(a) has no entry\n")
                 throw Negative()

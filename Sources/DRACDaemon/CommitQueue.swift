@@ -5,10 +5,15 @@ import Foundation
 import Logging
 import NIOCore
 
-/// Owns the map writer on one thread. Adds that arrive while a batch is being synced wait for
-/// the next batch, so one sync covers all of them: throughput grows with the number of
-/// concurrent clients while every acknowledged add is on disk (ARCHITECTURE.md: nothing
-/// acknowledged is lost).
+/// Owns the map writer. Adds are committed in batches, one sync per batch: throughput grows with
+/// the number of concurrent clients while every acknowledged add is on disk (ARCHITECTURE.md:
+/// nothing acknowledged is lost).
+///
+/// Who commits: when a transport has read everything available (`channelReadComplete`) it calls
+/// `flush`, which commits the pending adds right there on the event loop if the writer is free.
+/// No thread hop stands between a request and its sync, and datagrams that arrive during the
+/// sync wait in the socket buffer and form the next batch. If the writer is busy (another loop
+/// or housekeeping), the adds stay queued and the commit thread takes them as soon as it is free.
 ///
 /// Expiry: the thread remembers the expiry of every entry it wrote or saw, and deletes entries
 /// within `sweepInterval` of their expiry, a few hundred per locked batch. A full rescan of the
@@ -27,6 +32,8 @@ final class CommitQueue: @unchecked Sendable {
     private var pending: [Add] = []
     private var stopping = false
     private var finished = false
+    /// Someone (the commit thread or an event loop in `flush`) is using the writer.
+    private var busy = false
     private let writer: MapWriter
     private let logger: Logger
     private var thread: Thread?
@@ -43,6 +50,10 @@ final class CommitQueue: @unchecked Sendable {
     private var rescanStats = SweepChunk()
     private var maxLockHoldNanos: UInt64 = 0
     private var nextRescan: Double = 0
+    // Group-commit figures, logged at stop (written only by the writer's current owner).
+    private var committedAdds = 0
+    private var syncs = 0
+    private var largestBatch = 0
     private var nextHousekeeping: Double = 0
 
     static let maxBatch = 4096
@@ -71,14 +82,36 @@ final class CommitQueue: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Queues an add; false once stopping (the caller answers ADD_SYSERR).
+    /// Queues an add; false once stopping (the caller answers ADD_SYSERR). The transport then
+    /// calls `flush` when it has read what is available.
     func submit(_ add: Add) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         guard !stopping else { return false }
         pending.append(add)
-        condition.signal()
         return true
+    }
+
+    /// Commits the pending adds on the calling event loop if the writer is free; otherwise
+    /// leaves them to the commit thread, which is woken when the writer comes free.
+    func flush(on loop: EventLoop) {
+        condition.lock()
+        guard !busy, !pending.isEmpty else {
+            let wake = !pending.isEmpty
+            condition.unlock()
+            if wake { condition.signal() }
+            return
+        }
+        busy = true
+        let batch = Array(pending.prefix(CommitQueue.maxBatch))
+        pending.removeFirst(batch.count)
+        condition.unlock()
+        commit(batch, runningOn: loop)
+        condition.lock()
+        busy = false
+        let more = !pending.isEmpty || stopping
+        condition.unlock()
+        if more { condition.signal() }
     }
 
     /// Commits what is queued, then stops the thread and closes the map.
@@ -100,49 +133,69 @@ final class CommitQueue: @unchecked Sendable {
     private func loop() {
         while true {
             condition.lock()
-            while pending.isEmpty && !stopping && now() < nextHousekeeping {
-                _ = condition.wait(until: Date(timeIntervalSince1970: nextHousekeeping))
+            // Wait for work we may do: queued adds or housekeeping, with the writer free.
+            while busy || (pending.isEmpty && !stopping && now() < nextHousekeeping) {
+                let until = busy ? Date().addingTimeInterval(0.005) : Date(timeIntervalSince1970: nextHousekeeping)
+                _ = condition.wait(until: until)
             }
+            busy = true
             let batch = Array(pending.prefix(CommitQueue.maxBatch))
             pending.removeFirst(batch.count)
             let exiting = stopping && pending.isEmpty
             let interval = sweepInterval
             condition.unlock()
 
-            if !batch.isEmpty { commit(batch) }
-            if exiting { break }
-            let t = now()
-            if t >= nextHousekeeping {
-                housekeeping(now: t)
-                nextHousekeeping = t + min(interval, 1)
-            } else if rescanActive {
-                rescanStep(now: Int64(t))
+            if !batch.isEmpty { commit(batch, runningOn: nil) }
+            if !exiting {
+                let t = now()
+                if t >= nextHousekeeping {
+                    housekeeping(now: t)
+                    nextHousekeeping = t + min(interval, 1)
+                } else if rescanActive && pending.isEmpty {
+                    rescanStep(now: Int64(t))
+                }
             }
+            condition.lock()
+            busy = false
+            condition.unlock()
+            if exiting { break }
         }
         writer.close()
+        if syncs > 0 {
+            let perSync = Double(committedAdds) / Double(syncs)
+            logger.info("committed \(committedAdds) adds in \(syncs) syncs (\((perSync * 10).rounded() / 10) adds per sync, largest batch \(largestBatch))")
+        }
         condition.lock()
         finished = true
         condition.broadcast()
         condition.unlock()
     }
 
-    private func commit(_ batch: [Add]) {
+    /// Commits `batch` and runs its completions: directly for adds that came in on `loop` (the
+    /// caller's own event loop), with one hop per other event loop for the rest.
+    private func commit(_ batch: [Add], runningOn loop: EventLoop?) {
         let ops = batch.map { MapOperation.put($0.address, expiry: $0.expiry) }
         let result: Result<Void, MapError>
         do {
             try writer.commit(ops)
             for add in batch { remember(writer.format.key(for: add.address), expiry: add.expiry) }
+            committedAdds += batch.count
+            syncs += 1
+            largestBatch = max(largestBatch, batch.count)
             result = .success(())
         } catch {
             logger.error("map write failed for \(batch.count) adds: \(error)")
             result = .failure(error)
         }
-        // One hop per event loop for the whole batch, not one per reply.
+        // One hop per other event loop for the whole batch, not one per reply.
         var byLoop: [ObjectIdentifier: (EventLoop, [Add])] = [:]
-        for add in batch { byLoop[ObjectIdentifier(add.eventLoop), default: (add.eventLoop, [])].1.append(add) }
-        for (_, (loop, adds)) in byLoop {
+        for add in batch {
+            if let loop, add.eventLoop === loop { add.completion(result); continue }
+            byLoop[ObjectIdentifier(add.eventLoop), default: (add.eventLoop, [])].1.append(add)
+        }
+        for (_, (other, adds)) in byLoop {
             let completions = adds.map(\.completion)
-            loop.execute { for c in completions { c(result) } }
+            other.execute { for c in completions { c(result) } }
         }
     }
 

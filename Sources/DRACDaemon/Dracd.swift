@@ -38,7 +38,8 @@ public final class Dracd: Service, @unchecked Sendable {
         let (allow, allowSource) = try SettingsLoader.loadAllowList(config.allowFile)
         let writer: MapWriter
         do {
-            writer = try MapWriter(path: config.mapFile, format: config.mapFormat, truncate: options.truncate)
+            writer = try MapWriter(path: config.mapFile, format: config.mapFormat, truncate: options.truncate,
+                                   announceEveryWrite: false)
         } catch {
             throw StartError("cannot open map: \(error)")
         }
@@ -149,6 +150,8 @@ public final class Dracd: Service, @unchecked Sendable {
         let handler = UDPHandler(processor: processor, maxRecord: config.rpcMaxRecord, logger: logger)
         var b = DatagramBootstrap(group: group)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            // Read every waiting datagram before committing: they form one batch.
+            .channelOption(ChannelOptions.maxMessagesPerRead, value: 256)
             .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: config.rpcMaxRecord + 1))
             .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) } }
         if v6only { b = b.channelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1) }

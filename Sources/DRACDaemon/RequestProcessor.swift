@@ -32,6 +32,9 @@ final class RequestProcessor: Sendable {
     func update(_ s: RuntimeSettings) { settings.withLockedValue { $0 = s } }
     func stopAccepting() { acceptingBox.withLockedValue { $0 = false } }
 
+    /// A transport has read what was available: commit the queued adds (see CommitQueue).
+    func flush(on loop: EventLoop) { commits.flush(on: loop) }
+
     /// Handles one message from `caller`, received on `eventLoop`; `reply` is called on that loop.
     func handle(_ message: [UInt8], caller: IPAddress, transport: String, eventLoop: EventLoop,
                 reply: @escaping @Sendable ([UInt8]) -> Void) {

@@ -46,6 +46,11 @@ final class UDPHandler: ChannelInboundHandler, Sendable {
         }
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        processor.flush(on: context.eventLoop)
+        context.fireChannelReadComplete()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         // ICMP errors for earlier replies surface here; they must not close the socket.
         logger.debug("udp socket error: \(error)")
@@ -95,6 +100,11 @@ final class TCPHandler: ChannelInboundHandler {
         processor.handle(record, caller: caller, transport: "tcp", eventLoop: context.eventLoop) { reply in
             channel.writeAndFlush(channel.allocator.buffer(bytes: RPCRecordDecoder.frame(reply)), promise: nil)
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        processor.flush(on: context.eventLoop)
+        context.fireChannelReadComplete()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

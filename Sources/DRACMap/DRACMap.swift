@@ -68,10 +68,21 @@ public final class MapWriter {
     /// seconds, so the file is touched once the clock has moved on (see `touchIfNeeded`).
     private var touchPending = false
 
+    /// Whether each write must change the file's stamp even within one clock tick (see below).
+    private let announceEveryWrite: Bool
+
     /// Opens (creating if missing) the map. With `truncate`, starts it empty (`rpc.dracd -i`).
-    public init(path: String, format: MapFormat, truncate: Bool = false, create: Bool = true) throws(MapError) {
+    ///
+    /// `announceEveryWrite`: a write that leaves size and mtime unchanged (same clock tick, a
+    /// page overwritten in place) is invisible to a long-lived writer's change check, so
+    /// short-lived writers (dracctl) then move the mtime on by a nanosecond. The long-lived
+    /// writer itself (rpc.dracd, one per map) passes false: nobody caches pages across its
+    /// writes, and the explicit time change would cost a synchronous inode write on every sync.
+    public init(path: String, format: MapFormat, truncate: Bool = false, create: Bool = true,
+                announceEveryWrite: Bool = true) throws(MapError) {
         self.path = path
         self.format = format
+        self.announceEveryWrite = announceEveryWrite
         if create, access(path, F_OK) != 0, errno == ENOENT {
             // Let Berkeley DB create a missing map: it complains about zero-length files.
             // Nobody can hold a lock on a file that does not exist yet.
@@ -199,7 +210,7 @@ public final class MapWriter {
         guard wrote else { return }
         try db.sync()
         var after = lock.fileStamp()
-        if let b = before, let a = after, a == b {
+        if announceEveryWrite, let b = before, let a = after, a == b {
             // Same size and the coarse clock did not tick: make the change visible to other
             // writers' stamp checks by moving the mtime on by a nanosecond.
             var sec = b.mtimeSec, nsec = b.mtimeNsec + 1
