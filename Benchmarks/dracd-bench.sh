@@ -146,6 +146,7 @@ for line in "${LINES[@]}"; do
 done
 echo
 echo "goals: 1 client >= 1.0x floor adds/s, 8 clients >= 3x floor adds/s (each transport)"
+grep -o "committed .*" "$TMP/dracd.log" | sed 's/^/rpc.dracd group commit: /' || true
 echo "rpc.dracd logged $LOGGED successful adds (clients counted $TOTAL_ADDS; UDP retransmits may add more), $ERRORS error lines"
 
 echo

@@ -97,7 +97,7 @@ public struct DracCtl: ParsableCommand {
     /// Runs dracctl with its exit statuses: 0 yes/done, 1 no/failed, 2 usage or file errors.
     public static func runMain(_ arguments: [String]? = nil) -> Never {
         do {
-            var command = try parseAsRoot(arguments)
+            var command = try parseAsRoot(globalOptionsAfterSubcommand(arguments ?? Array(CommandLine.arguments.dropFirst())))
             try command.run()
             Foundation.exit(0)
         } catch is Negative {
@@ -114,6 +114,28 @@ public struct DracCtl: ParsableCommand {
             printStderr(usageString().split(separator: "\n").map { "  " + $0 }.joined(separator: "\n") + "\n")
             Foundation.exit(2)
         }
+    }
+
+    /// `dracctl -c FILE list` as well as `dracctl list -c FILE`: the options every command
+    /// shares may come before the command name; they are moved after it for the parser.
+    static func globalOptionsAfterSubcommand(_ args: [String]) -> [String] {
+        let takesValue: Set<String> = ["-c", "-o", "--db"]
+        var leading: [String] = []
+        var i = 0
+        while i < args.count {
+            let a = args[i]
+            if takesValue.contains(a), i + 1 < args.count {
+                leading += [a, args[i + 1]]
+                i += 2
+            } else if a.hasPrefix("--db=") {
+                leading.append(a)
+                i += 1
+            } else {
+                break
+            }
+        }
+        guard !leading.isEmpty, i < args.count else { return args }
+        return [args[i]] + leading + Array(args[(i + 1)...])
     }
 
     struct List: ParsableCommand {

@@ -128,3 +128,15 @@ extension DracctlTests {
         _ = d.stop()
     }
 }
+
+extension DracctlTests {
+    func testSharedOptionsMayComeBeforeTheCommand() throws {
+        try makeMap()
+        let conf = dir + "/drac.conf"
+        FileManager.default.createFile(atPath: conf, contents: Data("map_file = \(map)\n".utf8))
+        XCTAssertEqual(dracctl(["-c", conf, "add", "192.0.2.77", "--ttl", "5m"]).status, 0)
+        XCTAssertEqual(dracctl(["-c", conf, "check", "192.0.2.77"]).status, 0)
+        XCTAssertEqual(dracctl(["--db", map, "-o", "map_type=btree", "check", "192.0.2.77"]).status, 0)
+        XCTAssertEqual(dracctl(["--db", map, "check", "192.0.2.78"]).status, 1)
+    }
+}
