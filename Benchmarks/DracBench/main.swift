@@ -94,9 +94,22 @@ func doubleOption(_ opts: [String: String], _ key: String) -> Double? {
 func runFloor(_ opts: [String: String]) -> Int32 {
     guard let path = opts["db"] else { usage("floor needs --db PATH") }
     let count = intOption(opts, "count") ?? 2000
-    let latencies: [Double]
+    var latencies: [Double] = []
     do {
-        latencies = try MapFloor.measure(path: path, count: count)
+        if opts["via"] == "writer" {
+            // The same put + sync per add, through rpc.dracd's MapWriter (locks, stamps).
+            _ = unlink(path)
+            let w = try MapWriter(path: path, format: MapFormat(), announceEveryWrite: false)
+            for i in 0..<count {
+                let t = monotonicSeconds()
+                try w.commit([.put(.v4(0x0a00_0000 | UInt32(i)), expiry: 1_800_000_000 + Int64(i))])
+                latencies.append(monotonicSeconds() - t)
+            }
+            w.close()
+            _ = unlink(path)
+        } else {
+            latencies = try MapFloor.measure(path: path, count: count)
+        }
     } catch {
         writeStderr("drac-bench: floor measurement failed: \(error)\n")
         return 1
@@ -500,7 +513,7 @@ guard arguments.count >= 2 else { usage() }
 let status: Int32
 switch arguments[1] {
 case "floor":
-    status = runFloor(parseOptions(arguments[2...], allowed: ["db", "count"]))
+    status = runFloor(parseOptions(arguments[2...], allowed: ["db", "count", "via"]))
 case "sweep":
     status = runSweep(parseOptions(arguments[2...], allowed: ["db", "entries"]))
 case "load":

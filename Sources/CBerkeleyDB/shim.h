@@ -6,6 +6,47 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <fcntl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <linux/stat.h>
+
+/* Device, inode and size of a file, without asking for its timestamps: on kernels with
+ * multigrain timestamps (6.13+) reading mtime/ctime makes the next write take a fine-grained
+ * timestamp, which dirties the inode on every write. Returns 0 or -1 with errno. */
+static inline int drac_identity(int dirfd, const char *path, int flags,
+                                unsigned long long *dev, unsigned long long *ino, long long *size) {
+    struct statx stx;
+    memset(&stx, 0, sizeof stx);
+    if (syscall(SYS_statx, dirfd, path, flags, STATX_INO | STATX_SIZE, &stx) != 0) return -1;
+    *dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+    *ino = stx.stx_ino;
+    *size = (long long)stx.stx_size;
+    return 0;
+}
+
+#define DRAC_GENERATION_XATTR "user.drac.generation"
+static const int DRAC_AT_EMPTY_PATH = 0x1000;   /* AT_EMPTY_PATH, a GNU extension */
+
+/* The map's write generation, bumped by our short-lived writers (dracctl) after each write.
+ * Returns the value, 0 when never set, -1 when the file system has no user xattrs. */
+static inline long long drac_get_generation(int fd) {
+    char buf[32];
+    ssize_t n = fgetxattr(fd, DRAC_GENERATION_XATTR, buf, sizeof buf - 1);
+    if (n < 0) return (errno == ENODATA) ? 0 : -1;
+    buf[n] = 0;
+    return atoll(buf);
+}
+
+static inline int drac_set_generation(int fd, long long value) {
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%lld", value);
+    return fsetxattr(fd, DRAC_GENERATION_XATTR, buf, (size_t)n, 0);
+}
 
 /* flock(2) is shadowed in Swift by `struct flock`; these keep the lock code readable. */
 static inline int drac_flock(int fd, int op) { return flock(fd, op); }

@@ -63,10 +63,11 @@ public final class MapWriter {
     public let format: MapFormat
     private let lock: MapLock
     private var db: BerkeleyDB?
-    private var lastStamp: FileStamp?
-    /// Set when our last write left the mtime in the same second as before: MTAs compare whole
-    /// seconds, so the file is touched once the clock has moved on (see `touchIfNeeded`).
+    private var lastIdentity: FileIdentity?
+    /// Set when two of our writes fell in the same wall-clock second: MTAs compare whole-second
+    /// mtimes, so the file is touched once the clock has moved on (see `touchIfNeeded`).
     private var touchPending = false
+    private var lastWriteSecond: Int = 0
 
     /// Whether each write must change the file's stamp even within one clock tick (see below).
     private let announceEveryWrite: Bool
@@ -100,7 +101,7 @@ public final class MapWriter {
         if truncate || empty { try handle.sync() }
         _ = chmod(path, 0o644)   // readable by the MTAs whatever the umask
         db = handle
-        lastStamp = lock.fileStamp()
+        lastIdentity = FileIdentity(lock)
     }
 
     /// Applies `operations` in one locked batch and syncs once.
@@ -178,13 +179,12 @@ public final class MapWriter {
     /// reopens only when `st_mtime` grew, Postfix when it changed): once the clock has passed
     /// the second of our last write, set the mtime to now. Cheap no-op otherwise.
     public func touchIfNeeded(now: Int64) throws(MapError) {
-        guard touchPending, let stamp = lastStamp, now > Int64(stamp.mtimeSec) else { return }
+        guard touchPending, now > Int64(lastWriteSecond) else { return }
         try lock.acquireFlock()
         defer { lock.unlockAll() }
-        if lock.fileStamp() == lastStamp {
-            _ = drac_set_mtime(path, Int(now), 0)
-            lastStamp = lock.fileStamp()
-        }
+        let unchanged = FileIdentity(lock) == lastIdentity
+        _ = drac_set_mtime(path, Int(now), 0)
+        if unchanged { lastIdentity = FileIdentity(lock) }
         touchPending = false
     }
 
@@ -198,8 +198,8 @@ public final class MapWriter {
     private func withLockedHandle(_ body: (BerkeleyDB) throws(MapError) -> Bool) throws(MapError) {
         try lock.acquireFlock()
         defer { lock.unlockAll() }
-        let before = lock.fileStamp()
-        if db == nil || before == nil || before != lastStamp {
+        let before = FileIdentity(lock)
+        if db == nil || before == nil || before != lastIdentity {
             db?.close(sync: false)   // closing drops our fcntl lock: it is taken below
             db = nil
             db = try BerkeleyDB(path: path, kind: format.kind, mode: .readWrite)
@@ -209,17 +209,19 @@ public final class MapWriter {
         let wrote = try body(db)
         guard wrote else { return }
         try db.sync()
-        var after = lock.fileStamp()
-        if announceEveryWrite, let b = before, let a = after, a == b {
-            // Same size and the coarse clock did not tick: make the change visible to other
-            // writers' stamp checks by moving the mtime on by a nanosecond.
-            var sec = b.mtimeSec, nsec = b.mtimeNsec + 1
-            if nsec >= 1_000_000_000 { sec += 1; nsec -= 1_000_000_000 }
-            _ = drac_set_mtime(path, sec, nsec)
-            after = lock.fileStamp()
+        if announceEveryWrite {
+            // Tell long-lived writers (rpc.dracd) that the pages changed: a generation bump,
+            // or, without xattrs, an mtime that differs even within one clock tick.
+            if !lock.bumpGeneration(), case .stamp(let b)? = before, FileIdentity(lock) == before {
+                var sec = b.mtimeSec, nsec = b.mtimeNsec + 1
+                if nsec >= 1_000_000_000 { sec += 1; nsec -= 1_000_000_000 }
+                _ = drac_set_mtime(path, sec, nsec)
+            }
         }
-        if let b = before, let a = after, a.mtimeSec == b.mtimeSec { touchPending = true }
-        lastStamp = after
+        let second = Int(time(nil))
+        if second == lastWriteSecond { touchPending = true }
+        lastWriteSecond = second
+        lastIdentity = FileIdentity(lock)
     }
 }
 

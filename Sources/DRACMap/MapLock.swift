@@ -16,6 +16,8 @@ final class MapLock {
     let path: String
     let exclusive: Bool
     private var fd: Int32 = -1
+    /// Identity of the file `fd` is open on (never changes for one descriptor).
+    private var fdIdentity: (dev: UInt64, ino: UInt64)? = nil
     private var flocked = false
     private var fcntlLocked = false
 
@@ -41,6 +43,9 @@ final class MapLock {
                               : MapError.system(e, path: path, doing: "cannot open map")
         }
         fd = f
+        var dev: UInt64 = 0, ino: UInt64 = 0
+        var size: Int64 = 0
+        if drac_identity(f, "", DRAC_AT_EMPTY_PATH, &dev, &ino, &size) == 0 { fdIdentity = (dev, ino) }
     }
 
     /// Takes the flock, making sure it is on the file now at `path` (a replaced file, for
@@ -51,8 +56,7 @@ final class MapLock {
                 if errno != EINTR { throw MapError.system(errno, path: path, doing: "flock") }
             }
             flocked = true
-            var a = stat(), b = stat()
-            if fstat(fd, &a) == 0, stat(path, &b) == 0, a.st_ino == b.st_ino, a.st_dev == b.st_dev { return }
+            if let mine = fdIdentity, let now = identity(), now.dev == mine.dev, now.ino == mine.ino { return }
             // The name now points at another file: lock that one instead.
             _ = drac_flock(fd, LOCK_UN)
             flocked = false
@@ -82,11 +86,53 @@ final class MapLock {
         }
     }
 
-    /// Device, inode, size, mtime and ctime of the file at `path`; used to notice other writers.
+    /// Device, inode, size, mtime and ctime of the file at `path`. Reads the timestamps, so it is
+    /// only the fallback where the file system has no user xattrs (see `FileIdentity`).
     func fileStamp() -> FileStamp? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
         return FileStamp(st)
+    }
+
+    /// Device, inode and size of the file at `path`, without touching its timestamps.
+    func identity() -> (dev: UInt64, ino: UInt64, size: Int64)? {
+        var dev: UInt64 = 0, ino: UInt64 = 0
+        var size: Int64 = 0
+        guard drac_identity(AT_FDCWD, path, 0, &dev, &ino, &size) == 0 else { return nil }
+        return (dev, ino, size)
+    }
+
+    /// The write generation our short-lived writers keep in an xattr; nil without xattr support.
+    func generation() -> Int64? {
+        let g = drac_get_generation(fd)
+        return g < 0 ? nil : g
+    }
+
+    /// Moves the generation on; false if the file system has no user xattrs.
+    func bumpGeneration() -> Bool {
+        let g = drac_get_generation(fd)
+        guard g >= 0 else { return false }
+        return drac_set_generation(fd, g + 1) == 0
+    }
+
+    var descriptor: Int32 { fd }
+}
+
+/// What identifies the map's contents for a long-lived writer's cache check: device, inode and
+/// size (no timestamps) plus the generation our other writers bump. Where the file system has
+/// no user xattrs, the full stamp with timestamps is used instead.
+enum FileIdentity: Equatable {
+    case generation(dev: UInt64, ino: UInt64, size: Int64, generation: Int64)
+    case stamp(FileStamp)
+
+    init?(_ lock: MapLock) {
+        if let g = lock.generation(), let id = lock.identity() {
+            self = .generation(dev: id.dev, ino: id.ino, size: id.size, generation: g)
+        } else if let s = lock.fileStamp() {
+            self = .stamp(s)
+        } else {
+            return nil
+        }
     }
 }
 
