@@ -62,7 +62,11 @@ struct RpcDracd: AsyncParsableCommand {
         }
         if daemonChildFD != nil { Daemonizer.becomeSessionLeader() }
 
-        SyslogLogHandler.bootstrap(ident: "rpc.dracd", facility: config.syslogFacility, alsoStderr: foreground)
+        // Under systemd stderr already goes to the journal, which also receives syslog: logging
+        // both would show every line twice (systemd sets JOURNAL_STREAM in that case).
+        let stderrIsJournal = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
+        SyslogLogHandler.bootstrap(ident: "rpc.dracd", facility: config.syslogFacility,
+                                   alsoStderr: foreground && !stderrIsJournal)
         let logger = Logger(label: "rpc.dracd")
         let daemon: Dracd
         do {
