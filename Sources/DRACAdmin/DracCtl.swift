@@ -206,9 +206,9 @@ public struct DracCtl: ParsableCommand {
         @Option(help: "How long it may relay (30m, 2h...; default: expire from drac.conf).") var ttl: String?
         @Option(help: "Send the add by RPC to these servers (comma separated; host, host:port, [v6]:port).") var server: String?
         @Flag(help: "Send the add by RPC to the servers in rpc_servers (drac.conf).") var rpc = false
-        @Flag(help: "With --server: use TCP instead of UDP.") var tcp = false
-        @Option(help: "With --server: give up after this long (default rpc_timeout).") var timeout: String?
-        @Option(help: "With --server: send from this local address.") var source: String?
+        @Flag(help: "With --server or --rpc: use TCP instead of UDP.") var tcp = false
+        @Option(help: "With --server or --rpc: give up after this long (default rpc_timeout).") var timeout: String?
+        @Option(help: "With --server or --rpc: send from this local address.") var source: String?
 
         func run() throws {
             let c = try global.settings()

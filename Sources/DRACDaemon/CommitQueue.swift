@@ -253,10 +253,11 @@ final class CommitQueue: @unchecked Sendable {
             rescanStats.scanned += chunk.scanned
             rescanStats.deleted += chunk.deleted
             maxLockHoldNanos = max(maxLockHoldNanos, chunk.lockHeldNanoseconds)
+            // Entries written by other programs are deleted promptly too once we know them.
+            for (key, expiry) in chunk.live where known[key] != expiry { remember(key, expiry: expiry) }
             rescanCursor = chunk.resumeAfter
             if chunk.resumeAfter == nil {
                 rescanActive = false
-                learnExpiries()
                 if rescanStats.deleted > 0 {
                     logger.info("sweep: deleted \(rescanStats.deleted) expired entries (\(rescanStats.scanned) scanned, longest lock hold \(maxLockHoldNanos / 1_000_000) ms)")
                 } else {
@@ -266,18 +267,6 @@ final class CommitQueue: @unchecked Sendable {
         } catch {
             logger.error("sweep failed: \(error)")
             rescanActive = false
-        }
-    }
-
-    /// After a rescan, remember the expiry of every live entry we did not write ourselves, so it
-    /// too is deleted promptly. Reads in chunks under the writer's lock.
-    private func learnExpiries() {
-        do {
-            for e in try writer.entries() {
-                if e.address != nil, let x = e.expiry, known[e.key] != x { remember(e.key, expiry: x) }
-            }
-        } catch {
-            logger.warning("cannot read map to learn expiries: \(error)")
         }
     }
 }

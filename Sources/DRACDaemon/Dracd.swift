@@ -18,7 +18,15 @@ public final class Dracd: Service, @unchecked Sendable {
     let group: MultiThreadedEventLoopGroup
     let commits: CommitQueue
     let processor: RequestProcessor
-    var channels: [(channel: Channel, transport: String, address: IPAddress)] = []
+    /// A bound socket. `announced` ones are registered with rpcbind and named in the start-up
+    /// line; the per-address UDP sockets beside a wildcard (see `bindAll`) are not.
+    struct Listener {
+        var channel: Channel
+        var transport: DRACConfig.Transport
+        var address: IPAddress
+        var announced: Bool
+    }
+    var channels: [Listener] = []
     var registered = false
     /// The port every listener shares (what rpcbind announces).
     public private(set) var port = 0
@@ -58,7 +66,7 @@ public final class Dracd: Service, @unchecked Sendable {
             await d.shutdown()
             throw error
         }
-        let where_ = d.channels.filter { $0.transport != "udp-local" }.map { "\($0.transport)/\($0.address)" }.joined(separator: " ")
+        let where_ = d.channels.filter(\.announced).map { "\($0.transport.rawValue)/\($0.address)" }.joined(separator: " ")
         logger.info("started: map \(config.mapFile) (\(config.mapFormat.kind)\(options.truncate ? ", emptied" : "")), expire \(config.expireSeconds / 60)m, port \(d.port) on \(where_)\(config.useRpcbind ? ", registered with rpcbind" : ", rpcbind not used"), allow list: \(allowSource)")
         return d
     }
@@ -124,7 +132,7 @@ public final class Dracd: Service, @unchecked Sendable {
                 case .tcp: ch = try await bindTCP(address, port: port, v6only: v6only)
                 }
                 if port == 0 { port = ch.localAddress?.port ?? 0 }
-                channels.append((ch, transport.rawValue, address))
+                channels.append(Listener(channel: ch, transport: transport, address: address, announced: true))
             }
         }
         // A UDP reply from a wildcard socket leaves from whatever source address the kernel
@@ -134,10 +142,10 @@ public final class Dracd: Service, @unchecked Sendable {
         // replies carry the right source. The wildcard sockets serve addresses added later.
         if config.listen.isEmpty, config.transports.contains(.udp) {
             for address in SettingsLoader.hostAddresses() where !address.isLinkLocal {
-                if channels.contains(where: { $0.transport == "udp" && $0.address == address }) { continue }
+                if channels.contains(where: { $0.transport == .udp && $0.address == address }) { continue }
                 do {
                     let ch = try await bindUDP(address, port: port, v6only: !address.isV4)
-                    channels.append((ch, "udp-local", address))
+                    channels.append(Listener(channel: ch, transport: .udp, address: address, announced: false))
                 } catch {
                     logger.warning("cannot bind udp \(address) port \(port): \(error); replies to it come from the wildcard socket")
                 }
@@ -185,8 +193,8 @@ public final class Dracd: Service, @unchecked Sendable {
     private func register() throws {
         RpcbindRegistration.unregisterAll()   // stale entries of a previous run
         do {
-            for c in channels where c.transport != "udp-local" {
-                let netid = c.transport + (c.address.isV4 ? "" : "6")
+            for c in channels where c.announced {
+                let netid = c.transport.rawValue + (c.address.isV4 ? "" : "6")
                 for v in DRACProgram.versions {
                     try RpcbindRegistration.register(version: v, netid: netid, address: c.address, port: port)
                 }

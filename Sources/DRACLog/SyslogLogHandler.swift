@@ -1,4 +1,5 @@
 // A swift-log LogHandler that writes to syslog(3), optionally also to stderr (foreground runs).
+import Foundation
 import Glibc
 import Logging
 
@@ -88,17 +89,15 @@ enum SyslogSocket {
 }
 
 private final class SyslogState: @unchecked Sendable {
-    private var lock = pthread_mutex_t()
+    private let lock = NSLock()
     private var checkedAt: Int = 0
     private var present = true
-
-    init() { pthread_mutex_init(&lock, nil) }
 
     func available() -> Bool {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
+        lock.lock()
+        defer { lock.unlock() }
         if ts.tv_sec - checkedAt >= 5 || checkedAt == 0 {
             checkedAt = ts.tv_sec
             present = access("/dev/log", W_OK) == 0

@@ -43,6 +43,8 @@ public struct SweepChunk: Sendable {
     public var resumeAfter: [UInt8]?
     /// How long the locks were held for this chunk.
     public var lockHeldNanoseconds: UInt64 = 0
+    /// The DRAC entries the chunk saw that are not yet expired, with their expiries.
+    public var live: [(key: [UInt8], expiry: Int64)] = []
     public init() {}
 }
 
@@ -74,11 +76,11 @@ public final class MapWriter {
 
     /// Opens (creating if missing) the map. With `truncate`, starts it empty (`rpc.dracd -i`).
     ///
-    /// `announceEveryWrite`: a write that leaves size and mtime unchanged (same clock tick, a
-    /// page overwritten in place) is invisible to a long-lived writer's change check, so
-    /// short-lived writers (dracctl) then move the mtime on by a nanosecond. The long-lived
-    /// writer itself (rpc.dracd, one per map) passes false: nobody caches pages across its
-    /// writes, and the explicit time change would cost a synchronous inode write on every sync.
+    /// `announceEveryWrite`: a page overwritten in place leaves inode and size unchanged, which a
+    /// long-lived writer's cache check cannot see, so short-lived writers (dracctl) bump the
+    /// generation xattr after each write (without xattrs: move the mtime on by a nanosecond).
+    /// The long-lived writer itself (rpc.dracd, one per map) passes false: nobody caches pages
+    /// across its writes, and the extra inode change would cost a disk write on every sync.
     public init(path: String, format: MapFormat, truncate: Bool = false, create: Bool = true,
                 announceEveryWrite: Bool = true) throws(MapError) {
         self.path = path
@@ -134,8 +136,8 @@ public final class MapWriter {
         return result
     }
 
-    /// Scans up to `maxScan` entries after `after`, deleting those expired at `now`, under one
-    /// short lock hold. Entries whose value is not a decimal expiry belong to someone else and
+    /// Scans up to `maxScan` entries after `after`, deleting those expired at `now` and
+    /// reporting the expiries of the others, under one short lock hold. Entries whose value is not a decimal expiry belong to someone else and
     /// are left alone (they are never live either).
     public func sweepChunk(after: [UInt8]?, now: Int64, maxScan: Int = 2000) throws(MapError) -> SweepChunk {
         var chunk = SweepChunk()
@@ -146,7 +148,8 @@ public final class MapWriter {
             let atEnd = try db.scan(after: after, limit: maxScan, kind: format.kind) { key, value in
                 chunk.scanned += 1
                 last = key
-                if format.address(fromKey: key) != nil, let e = MapFormat.expiry(fromValue: value), e <= now { due.append(key) }
+                guard format.address(fromKey: key) != nil, let e = MapFormat.expiry(fromValue: value) else { return }
+                if e <= now { due.append(key) } else { chunk.live.append((key, e)) }
             }
             for key in due where try db.delete(key) { chunk.deleted += 1 }
             chunk.resumeAfter = atEnd ? nil : last
@@ -196,9 +199,9 @@ public final class MapWriter {
     /// Takes the lock set, reopens the handle if another process changed the file, runs `body`
     /// and, when it wrote (returns true), syncs and records the new file stamp.
     private func withLockedHandle(_ body: (BerkeleyDB) throws(MapError) -> Bool) throws(MapError) {
-        try lock.acquireFlock()
+        let seen = try lock.acquireFlock()
         defer { lock.unlockAll() }
-        let before = FileIdentity(lock)
+        let before = FileIdentity(lock, identity: seen)
         if db == nil || before == nil || before != lastIdentity {
             db?.close(sync: false)   // closing drops our fcntl lock: it is taken below
             db = nil

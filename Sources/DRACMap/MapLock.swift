@@ -49,14 +49,17 @@ final class MapLock {
     }
 
     /// Takes the flock, making sure it is on the file now at `path` (a replaced file, for
-    /// instance one rebuilt by postmap, is followed).
-    func acquireFlock() throws(MapError) {
+    /// instance one rebuilt by postmap, is followed). Returns the identity it checked, which the
+    /// caller may reuse instead of asking again.
+    @discardableResult
+    func acquireFlock() throws(MapError) -> (dev: UInt64, ino: UInt64, size: Int64)? {
         for _ in 0..<8 {
             while drac_flock(fd, exclusive ? LOCK_EX : LOCK_SH) != 0 {
                 if errno != EINTR { throw MapError.system(errno, path: path, doing: "flock") }
             }
             flocked = true
-            if let mine = fdIdentity, let now = identity(), now.dev == mine.dev, now.ino == mine.ino { return }
+            let now = identity()
+            if let mine = fdIdentity, let now, now.dev == mine.dev, now.ino == mine.ino { return now }
             // The name now points at another file: lock that one instead.
             _ = drac_flock(fd, LOCK_UN)
             flocked = false
@@ -115,7 +118,6 @@ final class MapLock {
         return drac_set_generation(fd, g + 1) == 0
     }
 
-    var descriptor: Int32 { fd }
 }
 
 /// What identifies the map's contents for a long-lived writer's cache check: device, inode and
@@ -125,8 +127,9 @@ enum FileIdentity: Equatable {
     case generation(dev: UInt64, ino: UInt64, size: Int64, generation: Int64)
     case stamp(FileStamp)
 
-    init?(_ lock: MapLock) {
-        if let g = lock.generation(), let id = lock.identity() {
+    /// `identity`: device, inode and size just read by `acquireFlock`, if any.
+    init?(_ lock: MapLock, identity known: (dev: UInt64, ino: UInt64, size: Int64)? = nil) {
+        if let g = lock.generation(), let id = known ?? lock.identity() {
             self = .generation(dev: id.dev, ino: id.ino, size: id.size, generation: g)
         } else if let s = lock.fileStamp() {
             self = .stamp(s)

@@ -122,7 +122,7 @@ final class Rpcbind {
     init(dir: String) throws {
         process = try Background("/usr/sbin/rpcbind", ["-f"], logPath: dir + "/rpcbind.log")
         guard eventually(10, { runCommand("rpcinfo", ["-p", "127.0.0.1"], timeout: 5).status == 0 }) else {
-            throw XCTSkip("rpcbind did not start: \(process.log)")
+            throw StartFailure(program: "rpcbind", log: process.log)
         }
     }
 
@@ -143,7 +143,7 @@ final class DracdInstance {
         process = try Background(Env.bin + "/rpc.dracd", ["-f", "-o", "pid_file="] + args + [mapPath],
                                  logPath: dir + "/dracd-\(UUID().uuidString.prefix(8)).log")
         guard process.waitForLog("ready on port") else {
-            throw DracdStartFailure(log: process.log)
+            throw StartFailure(program: "rpc.dracd", log: process.log)
         }
         let line = process.log.split(separator: "\n").first { $0.contains("ready on port") }!
         port = Int(line.split(separator: " ").last!)!
@@ -153,9 +153,10 @@ final class DracdInstance {
     func stop(_ signal: Int32 = SIGTERM) -> Int32 { process.stop(signal) }
 }
 
-struct DracdStartFailure: Error, CustomStringConvertible {
+struct StartFailure: Error, CustomStringConvertible {
+    var program: String
     var log: String
-    var description: String { "rpc.dracd did not start:\n\(log)" }
+    var description: String { "\(program) did not start:\n\(log)" }
 }
 
 func makeTempDir(_ name: String) -> String {
