@@ -1,4 +1,4 @@
-// Cyrus SASL (libsasl2): library facts now; the step-by-step server arrives with drac-smtpd.
+// Cyrus SASL (libsasl2): facts about the linked library. The server is in CyrusSASLServer.swift.
 import CSASL
 
 /// Facts about the linked Cyrus SASL library.
