@@ -8,11 +8,13 @@ let package = Package(
     products: [
         .executable(name: "rpc.dracd", targets: ["rpc.dracd"]),
         .executable(name: "dracctl", targets: ["dracctl"]),
+        .executable(name: "drac-smtpd", targets: ["drac-smtpd"]),
         .library(name: "DRACCore", targets: ["DRACCore"]),
         .library(name: "DRACRPC", targets: ["DRACRPC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.29.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
@@ -51,6 +53,35 @@ let package = Package(
             "DRACCore", "DRACMap", "DRACRPC",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // Pure SMTP: command parser, replies, limits, DATA scanner, session state machine.
+        .target(name: "SMTPCore", dependencies: ["DRACCore"]),
+        // The listener layer shared by drac-smtpd and drac-pop3d: bind, limits, TLS, drain.
+        .target(name: "MailServerKit", dependencies: [
+            "DRACCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // drac-smtpd's NIO glue: connection handler, backend relay, the Service.
+        .target(name: "SMTPGateway", dependencies: [
+            "DRACCore", "DRACMap", "SMTPCore", "SASLAuth", "MailServerKit",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .executableTarget(name: "drac-smtpd", dependencies: [
+            "SMTPGateway", "DRACCore", "DRACLog",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .executableTarget(name: "rpc.dracd", dependencies: [
             "DRACDaemon", "DRACCore", "DRACLog",
             .product(name: "Logging", package: "swift-log"),
@@ -68,6 +99,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "SASLAuthTests", dependencies: ["SASLAuth"]),
+        .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore", "DRACCore"]),
         // Starts real processes (rpcbind, rpc.dracd, Postfix tools) from threads: Swift 5 mode.
         .testTarget(name: "IntegrationTests", dependencies: [
             "DRACCore", "DRACRPC", "DRACMap",

@@ -86,6 +86,67 @@ public enum ConfigKey: String, CaseIterable, Sendable {
     case pidFile = "pid_file"
     case rpcServers = "rpc_servers"
     case rpcTimeout = "rpc_timeout"
+
+    // drac-smtpd (SMTPDConfig)
+    case smtpdListen = "smtpd_listen"
+    case smtpdHostname = "smtpd_hostname"
+    case smtpdBackend = "smtpd_backend"
+    case smtpdBackendTimeout = "smtpd_backend_timeout"
+    case smtpdBackendDataTimeout = "smtpd_backend_data_timeout"
+    case smtpdLocalDomains = "smtpd_local_domains"
+    case smtpdRelayDomains = "smtpd_relay_domains"
+    case smtpdTrustedNetworks = "smtpd_trusted_networks"
+    case smtpdUseDrac = "smtpd_use_drac"
+    case smtpdTLSCertFile = "smtpd_tls_cert_file"
+    case smtpdTLSKeyFile = "smtpd_tls_key_file"
+    case smtpdAuthRequiresTLS = "smtpd_auth_requires_tls"
+    case smtpdSASLMechanisms = "smtpd_sasl_mechanisms"
+    case smtpdSASLPwcheckMethod = "smtpd_sasl_pwcheck_method"
+    case smtpdSASLDBPath = "smtpd_sasldb_path"
+    case smtpdSaslauthdPath = "smtpd_saslauthd_path"
+    case smtpdSASLRealm = "smtpd_sasl_realm"
+    case smtpdMessageSizeLimit = "smtpd_message_size_limit"
+    case smtpdRecipientLimit = "smtpd_recipient_limit"
+    case smtpdErrorLimit = "smtpd_error_limit"
+    case smtpdTimeout = "smtpd_timeout"
+    case smtpdDataTimeout = "smtpd_data_timeout"
+    case smtpdMaxConnections = "smtpd_max_connections"
+    case smtpdMaxConnectionsPerClient = "smtpd_max_connections_per_client"
+    case smtpdAuthFailureLimit = "smtpd_auth_failure_limit"
+    case smtpdAuthFailureMaxDelay = "smtpd_auth_failure_max_delay"
+    case smtpdShutdownGrace = "smtpd_shutdown_grace"
+}
+
+extension ConfigSource.Entry {
+    /// Value checkers shared by every program's settings; errors name the file, line and key.
+    public func error(_ key: String, _ message: String) -> ConfigError {
+        ConfigError(source: source, line: line, message: "\(key): \(message)")
+    }
+    public func bool(_ key: String) throws(ConfigError) -> Bool {
+        switch value.lowercased() {
+        case "yes", "true", "on", "1": return true
+        case "no", "false", "off", "0": return false
+        default: throw error(key, "expected yes or no, got '\(value)'")
+        }
+    }
+    public func duration(_ key: String, _ unit: DurationParser.Unit, min: Int64, max: Int64) throws(ConfigError) -> Int64 {
+        guard let s = DurationParser.seconds(value, defaultUnit: unit), s >= min, s <= max else {
+            throw error(key, "expected a duration between \(min)s and \(max)s such as 30m, 90s, 2h; got '\(value)'")
+        }
+        return s
+    }
+    public func integer(_ key: String, min: Int, max: Int) throws(ConfigError) -> Int {
+        guard let n = Int(value), n >= min, n <= max else { throw error(key, "expected a number from \(min) to \(max), got '\(value)'") }
+        return n
+    }
+    public func path(_ key: String) throws(ConfigError) -> String {
+        guard !value.isEmpty, value.utf8.count < 4096, !value.utf8.contains(0) else { throw error(key, "expected a file name") }
+        return value
+    }
+    /// Items separated by commas and/or white space.
+    public var list: [String] {
+        value.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" }).map(String.init)
+    }
 }
 
 /// The typed settings shared by rpc.dracd, dracctl and the client library.
@@ -125,31 +186,14 @@ public struct DRACConfig: Equatable, Sendable {
     }
 
     private mutating func apply(_ key: ConfigKey, _ e: ConfigSource.Entry) throws(ConfigError) {
-        func fail(_ message: String) -> ConfigError {
-            ConfigError(source: e.source, line: e.line, message: "\(key.rawValue): \(message)")
-        }
-        func bool() throws(ConfigError) -> Bool {
-            switch e.value.lowercased() {
-            case "yes", "true", "on", "1": return true
-            case "no", "false", "off", "0": return false
-            default: throw fail("expected yes or no, got '\(e.value)'")
-            }
-        }
+        func fail(_ message: String) -> ConfigError { e.error(key.rawValue, message) }
+        func bool() throws(ConfigError) -> Bool { try e.bool(key.rawValue) }
         func duration(_ unit: DurationParser.Unit, min: Int64, max: Int64) throws(ConfigError) -> Int64 {
-            guard let s = DurationParser.seconds(e.value, defaultUnit: unit), s >= min, s <= max else {
-                throw fail("expected a duration between \(min)s and \(max)s such as 30m, 90s, 2h; got '\(e.value)'")
-            }
-            return s
+            try e.duration(key.rawValue, unit, min: min, max: max)
         }
-        func integer(min: Int, max: Int) throws(ConfigError) -> Int {
-            guard let n = Int(e.value), n >= min, n <= max else { throw fail("expected a number from \(min) to \(max), got '\(e.value)'") }
-            return n
-        }
-        func path() throws(ConfigError) -> String {
-            guard !e.value.isEmpty, e.value.utf8.count < 4096, !e.value.utf8.contains(0) else { throw fail("expected a file name") }
-            return e.value
-        }
-        let list = e.value.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" }).map(String.init)
+        func integer(min: Int, max: Int) throws(ConfigError) -> Int { try e.integer(key.rawValue, min: min, max: max) }
+        func path() throws(ConfigError) -> String { try e.path(key.rawValue) }
+        let list = e.list
 
         switch key {
         case .mapFile: mapFile = try path()
@@ -190,6 +234,8 @@ public struct DRACConfig: Equatable, Sendable {
             guard !list.isEmpty, list.count <= 32, list.allSatisfy({ $0.utf8.count <= 255 }) else { throw fail("expected 1 to 32 host names or addresses") }
             rpcServers = list
         case .rpcTimeout: rpcTimeoutSeconds = try duration(.seconds, min: 1, max: 300)
+        default:
+            break   // drac-smtpd's and drac-pop3d's keys: read by their own settings types
         }
     }
 }

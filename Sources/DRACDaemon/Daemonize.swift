@@ -1,9 +1,9 @@
 // Detaching from the terminal without fork(): re-execute ourselves and wait for a readiness line.
+import DRACLog
 import Foundation
 import Glibc
 
 /// Writes one message to standard error (not buffered, safe from any thread).
-public func printStderr(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
 
 /// rpc.dracd daemonizes like DRAC did, but the parent only exits once the child is ready (or
 /// prints why it is not). The child is the same program started again with

@@ -105,3 +105,9 @@ private final class SyslogState: @unchecked Sendable {
         return present
     }
 }
+
+/// Writes a message to stderr unbuffered (start-up errors, the "ready" line).
+public func printStderr(_ s: String) {
+    var bytes = Array(s.utf8)
+    bytes.withUnsafeMutableBytes { p in _ = write(2, p.baseAddress, p.count) }
+}

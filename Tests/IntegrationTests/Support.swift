@@ -207,9 +207,10 @@ func rawUDP(_ bytes: [UInt8], port: Int, host: String = "127.0.0.1", source: Str
 /// A raw TCP connection to the daemon.
 final class RawTCP {
     let fd: Int32
-    init?(port: Int, host: String = "127.0.0.1") {
+    init?(port: Int, host: String = "127.0.0.1", source: String? = nil) {
         let target = IPAddress(host)!
         fd = socket(target.isV4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        if let source { _ = SocketAddress(IPAddress(source)!, port: 0).bind(fd) }
         if case .failure = SocketAddress(target, port: port).connect(fd) { close(fd); return nil }
     }
     deinit { close(fd) }

@@ -1,0 +1,127 @@
+// drac-smtpd as a Service: settings, SASL, TLS, the map reader and the listeners.
+import DRACCore
+import DRACMap
+import Foundation
+import Logging
+import MailServerKit
+import NIOCore
+import NIOPosix
+import NIOSSL
+import SASLAuth
+import SMTPCore
+import ServiceLifecycle
+
+public struct GatewayStartError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Everything drac-smtpd reads from drac.conf: the shared keys (map file and format, syslog)
+/// and its own smtpd_* keys.
+public struct GatewaySettings: Sendable {
+    public var dracConfig: DRACConfig
+    public var smtpd: SMTPDConfig
+
+    public static func load(configFile: String?, overrides: [String]) throws -> GatewaySettings {
+        var source = ConfigSource()
+        let path = configFile ?? DRACConfig.defaultPath
+        if configFile != nil || FileManager.default.fileExists(atPath: path) {
+            guard let data = FileManager.default.contents(atPath: path), data.count <= 1 << 20 else {
+                throw GatewayStartError("cannot read configuration file \(path)")
+            }
+            try source.parseFile(String(decoding: data, as: UTF8.self), name: path)
+        }
+        for o in overrides { try source.parseOverride(o) }
+        return GatewaySettings(dracConfig: try DRACConfig(source), smtpd: try SMTPDConfig(source))
+    }
+}
+
+public final class Gateway: Service, Sendable {
+    public let services: GatewayServices
+    let server: MailServer<ListenerKind>
+    let group: MultiThreadedEventLoopGroup
+    let threadPool: NIOThreadPool
+
+    init(services: GatewayServices, server: MailServer<ListenerKind>, group: MultiThreadedEventLoopGroup, threadPool: NIOThreadPool) {
+        self.services = services
+        self.server = server
+        self.group = group
+        self.threadPool = threadPool
+    }
+
+    /// Where we listen, as `smtp 127.0.0.1:25, submission [::1]:587`.
+    public var listenerDescription: String {
+        server.listeners.map { "\($0.kind.rawValue) \($0.address.ipAddress.map { $0.contains(":") ? "[\($0)]" : $0 } ?? "?"):\($0.address.port ?? 0)" }
+            .joined(separator: ", ")
+    }
+
+    /// The bound listeners (port 0 in the configuration becomes the real port here).
+    public var boundListeners: [(kind: ListenerKind, host: String, port: Int)] {
+        server.listeners.map { ($0.kind, $0.address.ipAddress ?? "", $0.address.port ?? 0) }
+    }
+
+    public static func start(_ settings: GatewaySettings, logger: Logger) async throws -> Gateway {
+        let c = settings.smtpd
+        var hostname = c.hostname
+        if hostname.isEmpty {
+            var buf = [CChar](repeating: 0, count: 256)
+            gethostname(&buf, buf.count)
+            hostname = String(cString: buf)
+        }
+        var tls: NIOSSLContext? = nil
+        if let cert = c.tlsCertFile, let key = c.tlsKeyFile {
+            do { tls = try TLSFiles.serverContext(certificate: cert, key: key) } catch {
+                throw GatewayStartError("TLS certificate \(cert) / key \(key): \(error)")
+            }
+        }
+        var sasl: (any SASLServerFactory)? = nil
+        if !c.saslMechanisms.isEmpty {
+            var sc = CyrusSASLConfig()
+            sc.pwcheckMethod = c.saslPwcheckMethod
+            sc.sasldbPath = c.sasldbPath
+            sc.saslauthdPath = c.saslauthdPath
+            sc.mechanisms = c.saslMechanisms
+            sc.realm = c.saslRealm
+            do { sasl = try CyrusSASLServer(config: sc) } catch { throw GatewayStartError("Cyrus SASL: \(error)") }
+        }
+        let map = c.useDrac ? MapReader(path: settings.dracConfig.mapFile, format: settings.dracConfig.mapFormat) : nil
+        let threadPool = NIOThreadPool(numberOfThreads: 4)
+        threadPool.start()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let services = GatewayServices(config: c, hostname: hostname, sasl: sasl, map: map,
+                                       threadPool: threadPool, tls: tls, logger: logger)
+        let server: MailServer<ListenerKind>
+        do {
+            server = try await MailServer<ListenerKind>.bind(
+                c.listeners.map { ($0.kind, $0.address, $0.port) }, group: group, registry: services.registry,
+                grace: .seconds(c.shutdownGraceSeconds), logger: logger, name: "drac-smtpd"
+            ) { channel, kind in
+                channel.eventLoop.makeCompletedFuture {
+                    let ops = channel.pipeline.syncOperations
+                    if kind == .submissions, let tls = services.tls {
+                        try ops.addHandler(NIOSSLServerHandler(context: tls))
+                    }
+                    try ops.addHandler(SMTPConnectionHandler(services: services, kind: kind))
+                }
+            }
+        } catch {
+            try? await group.shutdownGracefully()
+            try? await threadPool.shutdownGracefully()
+            throw GatewayStartError("cannot listen: \(error)")
+        }
+        let g = Gateway(services: services, server: server, group: group, threadPool: threadPool)
+        let mechs = sasl.map { "AUTH " + $0.mechanisms(secure: true).joined(separator: " ") } ?? "no AUTH"
+        logger.info("started: \(g.listenerDescription); backend \(c.backendHost):\(c.backendPort); DRAC map \(c.useDrac ? settings.dracConfig.mapFile : "not used"); \(mechs)\(tls != nil ? ", TLS" : ", no TLS"); local domains: \(c.localDomains.sorted().joined(separator: " ")); trusted networks: \(c.trustedNetworks.rules.map(\.description).joined(separator: " "))")
+        return g
+    }
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await server.run()
+        } onGracefulShutdown: {
+            self.services.draining.withLockedValue { $0 = true }
+        }
+        try? await group.shutdownGracefully()
+        try? await threadPool.shutdownGracefully()
+    }
+}

@@ -1,0 +1,67 @@
+// What every drac-smtpd connection shares: settings, SASL, the map, throttles, limits, logs.
+import DRACCore
+import DRACMap
+import Logging
+import MailServerKit
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import SASLAuth
+import SMTPCore
+
+public final class GatewayServices: Sendable {
+    public let config: SMTPDConfig
+    public let hostname: String
+    public let sasl: (any SASLServerFactory)?
+    /// nil when smtpd_use_drac = no.
+    public let map: MapReader?
+    public let threadPool: NIOThreadPool
+    public let tls: NIOSSLContext?
+    public let limiter: ClientLimiter
+    public let registry = ConnectionRegistry()
+    public let logger: Logger
+    let throttle: NIOLockedValueBox<AuthThrottle>
+    let sessionCounter = NIOLockedValueBox<UInt64>(0)
+    /// DSN offered by the backend at its last EHLO (passed through only then).
+    let backendDSN = NIOLockedValueBox(false)
+    let draining = NIOLockedValueBox(false)
+
+    public init(config: SMTPDConfig, hostname: String, sasl: (any SASLServerFactory)?, map: MapReader?,
+                threadPool: NIOThreadPool, tls: NIOSSLContext?, logger: Logger) {
+        self.config = config
+        self.hostname = hostname
+        self.sasl = sasl
+        self.map = map
+        self.threadPool = threadPool
+        self.tls = tls
+        self.logger = logger
+        self.limiter = ClientLimiter(maxTotal: config.maxConnections, maxPerClient: config.maxConnectionsPerClient)
+        var t = AuthThrottle()
+        t.disconnectAfter = config.authFailureLimit
+        t.maxDelay = config.authFailureMaxDelay
+        t.baseDelay = min(1, config.authFailureMaxDelay)
+        self.throttle = NIOLockedValueBox(t)
+    }
+
+    /// A short unique id per session for log lines and Received: (like a Postfix queue id).
+    func nextSessionID() -> String {
+        let n = sessionCounter.withLockedValue { $0 += 1; return $0 }
+        let pid = UInt64(getpid())
+        return String(pid, radix: 36, uppercase: true) + "." + String(n, radix: 36, uppercase: true)
+    }
+
+    /// The settings of one session: AUTH outside TLS is allowed for loopback clients only
+    /// unless smtpd_auth_requires_tls = no (RFC 4954 §4 asks for a protected channel).
+    func sessionSettings(kind: ListenerKind, client: IPAddress) -> SessionSettings {
+        let mechs = config.saslMechanisms
+        let plain = sasl?.mechanisms(secure: false).filter { mechs.contains($0) } ?? []
+        let secure = sasl?.mechanisms(secure: true).filter { mechs.contains($0) } ?? []
+        return SessionSettings(
+            hostname: hostname, listener: kind, policy: config.policy, limits: config.limits,
+            startTLSAvailable: tls != nil && kind != .submissions,
+            mechanismsPlain: plain, mechanismsSecure: secure,
+            authRequiresTLS: config.authRequiresTLS && !client.isLoopback,
+            backendOffersDSN: backendDSN.withLockedValue { $0 })
+    }
+}

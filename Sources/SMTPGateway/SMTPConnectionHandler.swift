@@ -1,0 +1,529 @@
+// The NIO glue for one client: frames input, runs SMTPSession's actions, streams DATA.
+import DRACCore
+import DRACMap
+import Foundation
+import Logging
+import MailServerKit
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import SASLAuth
+import SMTPCore
+
+/// One client connection. Everything here runs on the channel's event loop; the SASL server
+/// and map lookups run on the thread pool and come back to the loop. Reading is manual
+/// (autoRead off): we read again only when ready for input, which gives back-pressure while
+/// we wait for the backend and while the backend's socket is full during DATA.
+final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let services: GatewayServices
+    let kind: ListenerKind
+    var logger: Logger { services.logger }
+    var context: ChannelHandlerContext?
+    var session: SMTPSession?
+    var client = IPAddress.v4(0)
+    var clientPort = 0
+    var id = ""
+    var limited = false
+
+    var input = ByteBuffer()
+    var discardingLongLine = false
+    var scanner: DataScanner?
+    var backend: BackendConnection?
+    var backendFailedInData: BackendError?
+    var saslSession: (any SASLSession)?
+    /// Running a delayed or off-loop step: nothing else is processed meanwhile.
+    var busy = false
+    var closing = false
+    var draining = false
+    var lastActivity = NIODeadline.now()
+    var timer: Scheduled<Void>?
+
+    init(services: GatewayServices, kind: ListenerKind) {
+        self.services = services
+        self.kind = kind
+    }
+
+    // MARK: - Channel events
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.context = context
+        guard let a = IPAddress(socketAddress: context.channel.remoteAddress) else { context.close(promise: nil); return }
+        client = a
+        clientPort = context.channel.remoteAddress?.port ?? 0
+        id = services.nextSessionID()
+        input = context.channel.allocator.buffer(capacity: 0)
+        if let refusal = services.limiter.acquire(client) {
+            let r = refusal == .total
+                ? SMTPReply(421, "4.7.0", "\(services.hostname) Error: too many connections")
+                : SMTPReply(421, "4.7.0", "\(services.hostname) Error: too many connections from [\(client)]")
+            logger.warning("\(id): reject: connect from [\(client)]:\(clientPort): \(r) (\(refusal == .total ? "smtpd_max_connections" : "smtpd_max_connections_per_client"))")
+            context.writeAndFlush(wrapOutboundOut(buffer(r.encoded)), promise: nil)
+            context.close(promise: nil)
+            return
+        }
+        limited = true
+        services.registry.add(self)
+        let s = SMTPSession(settings: services.sessionSettings(kind: kind, client: client), client: client, secure: false)
+        session = s
+        logger.info("\(id): connect from [\(client)]:\(clientPort) to \(kind.rawValue)")
+        if services.draining.withLockedValue({ $0 }) {
+            close(with: .shuttingDown)
+            return
+        }
+        run([s.greeting()])
+        flushAndRead()
+        armTimer()
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        if let backend {
+            if scanner != nil || session?.isWaiting == true { backend.abort() } else { backend.quit() }
+        }
+        backend = nil
+        saslSession = nil
+        if limited {
+            limited = false
+            services.limiter.release(client)
+            services.registry.remove(self)
+            logger.info("\(id): disconnect from [\(client)]:\(clientPort) \(session?.countsText ?? "")")
+        }
+        self.context = nil
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        lastActivity = .now()
+        if closing { return }
+        input.writeBuffer(&bytes)
+        process()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted(let proto) = event {
+            session?.tlsEstablished()
+            logger.info("\(id): TLS established with [\(client)]\(proto.map { " (\($0))" } ?? "")")
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        logger.info("\(id): connection error from [\(client)]: \(error)")
+        context.close(promise: nil)
+    }
+
+    // MARK: - Input
+
+    /// Feeds buffered input to the session until it must wait or needs more octets.
+    func process() {
+        while !busy && !closing, let s = session, !s.isWaiting, !s.isClosed {
+            if s.inData {
+                if input.readableBytes == 0 || !scanData() { break }
+                continue
+            }
+            let limit = s.lineLimit
+            guard let lf = input.readableBytesView.firstIndex(of: 0x0A) else {
+                if input.readableBytes > limit {
+                    // Remember that the line is too long, drop what we have, answer at its end.
+                    discardingLongLine = true
+                    input.clear()
+                }
+                break
+            }
+            var length = lf - input.readerIndex
+            let tooLong = discardingLongLine || length > limit
+            discardingLongLine = false
+            let slice = input.readSlice(length: length + 1)!
+            if tooLong {
+                run(step { $0.received(line: "", tooLong: true) })
+                continue
+            }
+            if length > 0 && slice.getInteger(at: slice.readerIndex + length - 1, as: UInt8.self) == 0x0D { length -= 1 }
+            let line = String(decoding: slice.readableBytesView.prefix(length), as: UTF8.self)
+            run(step { $0.received(line: Substring(line)) })
+        }
+        input.discardReadBytes()
+        flushAndRead()
+        finishIfIdle()
+    }
+
+    /// Runs one step of the session state machine.
+    func step(_ body: (inout SMTPSession) -> [SMTPAction]) -> [SMTPAction] {
+        guard session != nil else { return [] }
+        return body(&session!)
+    }
+
+    /// DATA: scans what is buffered, streams the good part to the backend. Returns true when
+    /// the message ended (the session takes over again), false when it needs more input.
+    func scanData() -> Bool {
+        guard var sc = scanner else { return false }
+        let r = sc.scan(input.readableBytesView)
+        scanner = sc
+        let forward = input.readSlice(length: r.forward)!
+        if let end = r.end {
+            input.moveReaderIndex(forwardBy: end - r.forward)
+            scanner = nil
+            var actions = step { $0.dataEnded(size: sc.size, problem: sc.problem) }
+            if sc.problem == nil {
+                if let failure = backendFailedInData ?? (backend == nil ? BackendError.closed : nil) {
+                    backendFailedInData = nil
+                    logger.warning("\(id): backend failed during DATA: \(failure)")
+                    backend?.abort(); backend = nil
+                    actions = step { $0.backendReplied(.backendUnavailable) }
+                    run(actions)
+                    return true
+                }
+                let b = backend!
+                let reply = b.expectReply(timeout: .seconds(services.config.backendDataTimeoutSeconds), what: "end of data")
+                b.write(forward)
+                b.flush()
+                awaitBackend(reply, expect: [2, 4, 5], after: "end of data")
+            } else {
+                backendFailedInData = nil
+                run(actions)
+            }
+            return true
+        }
+        input.discardReadBytes()
+        if forward.readableBytes > 0, backendFailedInData == nil, let b = backend {
+            b.write(forward)
+            b.flush()
+        }
+        return false
+    }
+
+    // MARK: - Actions
+
+    func run(_ actions: [SMTPAction]) {
+        var rest = actions[...]
+        while let a = rest.popFirst() {
+            switch a {
+            case .reply(let r):
+                write(r)
+            case .close(let r):
+                close(with: r)
+                return
+            case .startTLS(let r):
+                startTLS(r)
+            case .authStart(let mech, let initial):
+                authenticate { s in s.start(mechanism: mech, initialResponse: initial) }
+            case .authStep(let bytes):
+                authenticate { s in s.step(bytes) }
+            case .lookupDRAC:
+                lookupDRAC()
+            case .backendMail(let from, let params):
+                backendMail(from, params)
+            case .backendRcpt(let to, let params):
+                let addr: String
+                switch to { case .postmaster: addr = "Postmaster"; case .mailbox(let m): addr = m.text }
+                backendCommand("RCPT TO:<\(addr)>" + paramText(params), expect: [2, 4, 5], what: "RCPT")
+            case .backendData:
+                backendCommand("DATA", expect: [3, 4, 5], what: "DATA")
+            case .beginData(let r):
+                beginData(r)
+            case .backendRset:
+                if let b = backend, b.isActive {
+                    _ = b.command("RSET", timeout: timeout(services.config.backendTimeoutSeconds), what: "RSET").map { [weak self] r in
+                        if r.code != 250 { self?.dropBackend("RSET answered \(r)") }
+                    }.recover { [weak self] e in self?.dropBackend("\(e)") }
+                }
+            case .backendAbort:
+                backend?.abort()
+                backend = nil
+            case .log(let text):
+                logger.info("\(id): \(text)")
+            case .authFailed:
+                let verdict = services.throttle.withLockedValue { $0.failure(client, now: Date().timeIntervalSince1970) }
+                var remaining = Array(rest)
+                if verdict.disconnect {
+                    logger.warning("\(id): [\(client)]: \(verdict.failures) failed authentications, disconnecting (smtpd_auth_failure_limit)")
+                    remaining.append(.close(SMTPReply(421, "4.7.0", "\(services.hostname) Error: too many failed authentication attempts")))
+                }
+                if verdict.delay > 0 {
+                    busy = true
+                    context?.eventLoop.scheduleTask(in: .milliseconds(Int64(verdict.delay * 1000))) { [self] in
+                        busy = false
+                        guard context != nil else { return }
+                        run(remaining)
+                        process()
+                    }
+                    flush()
+                    return
+                }
+                rest = remaining[...]
+            case .authSucceeded:
+                services.throttle.withLockedValue { $0.success(client) }
+            }
+        }
+    }
+
+    func write(_ r: SMTPReply) {
+        context?.write(wrapOutboundOut(buffer(r.encoded)), promise: nil)
+    }
+
+    func buffer(_ s: String) -> ByteBuffer {
+        var b = context?.channel.allocator.buffer(capacity: s.utf8.count) ?? ByteBuffer()
+        b.writeString(s)
+        return b
+    }
+
+    func flush() { context?.flush() }
+
+    /// Flushes replies and asks for more input when the session can take it.
+    func flushAndRead() {
+        guard let context else { return }
+        context.flush()
+        guard !closing, !busy, let s = session, !s.isWaiting, !s.isClosed else { return }
+        if s.inData, let b = backend, !b.isWritable { return }   // resumes on writability
+        context.read()
+    }
+
+    func close(with reply: SMTPReply) {
+        guard let context, !closing else { return }
+        closing = true
+        if let b = backend { if scanner != nil || session?.isWaiting == true { b.abort() } else { b.quit() } }
+        backend = nil
+        context.writeAndFlush(wrapOutboundOut(buffer(reply.encoded))).whenComplete { _ in context.close(promise: nil) }
+    }
+
+    func startTLS(_ reply: SMTPReply) {
+        guard let context, let tls = services.tls else { return }
+        write(reply)
+        context.flush()
+        // RFC 3207 §5 / CVE-2011-0411: anything the client sent after STARTTLS in plaintext
+        // is discarded, never read as a command after the handshake.
+        if input.readableBytes > 0 {
+            logger.warning("\(id): [\(client)]: discarded \(input.readableBytes) octets sent after STARTTLS before TLS")
+        }
+        input.clear()
+        do {
+            try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first)
+        } catch {
+            logger.error("\(id): cannot start TLS: \(error)")
+            context.close(promise: nil)
+        }
+    }
+
+    func authenticate(_ exchange: @escaping @Sendable (any SASLSession) -> SASLOutcome) {
+        guard let sasl = services.sasl, let eventLoop = context?.eventLoop else { return }
+        let info = SASLConnectionInfo(service: "smtp", serverFQDN: services.hostname,
+                                      local: localEndpoint, remote: SASLEndpoint(ip: client.text, port: clientPort),
+                                      secure: session?.secure ?? false)
+        let existing = saslSession
+        let box = SASLBox(existing)
+        busy = true
+        services.threadPool.runIfActive(eventLoop: eventLoop) { () -> (SASLOutcome, SASLBox) in
+            var s = box.session
+            if s == nil { s = try sasl.makeSession(info) }
+            return (exchange(s!), SASLBox(s))
+        }.whenComplete { [self] result in
+            busy = false
+            guard context != nil else { return }
+            let outcome: AuthResult
+            switch result {
+            case .success(let (o, b)):
+                saslSession = b.session
+                outcome = AuthResult(o)
+                if case .challenge = o {} else { saslSession = nil }   // a fresh sasl_conn per exchange
+            case .failure(let e):
+                logger.error("\(id): SASL server error: \(e)")
+                outcome = .temporary("\(e)")
+                saslSession = nil
+            }
+            run(step { $0.authResult(outcome) })
+            process()
+        }
+    }
+
+    var localEndpoint: SASLEndpoint? {
+        guard let l = context?.channel.localAddress, let ip = l.ipAddress, let port = l.port else { return nil }
+        return SASLEndpoint(ip: ip, port: port)
+    }
+
+    func lookupDRAC() {
+        guard let eventLoop = context?.eventLoop else { return }
+        guard let map = services.map else {
+            run(step { $0.dracLookedUp(expiry: nil, now: Int64(time(nil))) })
+            return
+        }
+        let client = self.client
+        busy = true
+        services.threadPool.runIfActive(eventLoop: eventLoop) { () -> Int64? in
+            try map.lookup(client)
+        }.whenComplete { [self] result in
+            busy = false
+            guard context != nil else { return }
+            var expiry: Int64? = nil
+            switch result {
+            case .success(let e): expiry = e
+            case .failure(let e): logger.warning("\(id): DRAC map lookup for [\(client)] failed: \(e); treated as no entry")
+            }
+            run(step { $0.dracLookedUp(expiry: expiry, now: Int64(time(nil))) })
+            process()
+        }
+    }
+
+    func backendMail(_ from: ReversePath, _ params: [MailParameter]) {
+        let line = "MAIL FROM:<\(from.logText)>" + paramText(params)
+        if let b = backend, b.isActive {
+            backendCommand(line, expect: [2, 4, 5], what: "MAIL")
+            return
+        }
+        guard let eventLoop = context?.eventLoop, let s = session else { return }
+        let c = services.config
+        let info = ClientInfo(address: client, port: clientPort, helo: s.helo, protocolName: s.protocolName)
+        let opened = BackendConnection.open(host: c.backendHost, port: c.backendPort, on: eventLoop,
+                                            timeout: timeout(c.backendTimeoutSeconds), heloName: services.hostname, client: info)
+        let f = opened.flatMap { [self] b -> EventLoopFuture<SMTPReply> in
+            backend = b
+            b.onWritable = { [weak self] in self?.flushAndRead() }
+            services.backendDSN.withLockedValue { $0 = b.capabilities["DSN"] != nil }
+            return b.command(line, timeout: timeout(c.backendTimeoutSeconds), what: "MAIL")
+        }
+        awaitBackend(f, expect: [2, 4, 5], after: "MAIL")
+    }
+
+    func backendCommand(_ line: String, expect: Set<Int>, what: String) {
+        guard let b = backend, b.isActive, let eventLoop = context?.eventLoop else {
+            awaitBackend(context!.eventLoop.makeFailedFuture(BackendError.closed), expect: expect, after: what)
+            return
+        }
+        _ = eventLoop
+        awaitBackend(b.command(line, timeout: timeout(services.config.backendTimeoutSeconds), what: what), expect: expect, after: what)
+    }
+
+    /// Hands the backend's reply to the session; failures and replies that do not fit the
+    /// command become 451 and drop the backend (smtpd_proxy.c's rule: never a false 250).
+    func awaitBackend(_ f: EventLoopFuture<SMTPReply>, expect: Set<Int>, after what: String) {
+        busy = true
+        f.whenComplete { [self] result in
+            busy = false
+            guard context != nil, session?.isWaiting == true else { return }
+            var reply: SMTPReply
+            switch result {
+            case .success(let r) where expect.contains(r.code / 100) && r.code != 421:
+                reply = r
+            case .success(let r):
+                dropBackend("unexpected reply \"\(r)\" to \(what)")
+                reply = .backendUnavailable
+            case .failure(let e):
+                dropBackend("\(e) (\(what))")
+                reply = .backendUnavailable
+            }
+            if what == "DATA" && reply.code / 100 == 3 && reply.code != 354 { reply = .backendUnavailable }
+            run(step { $0.backendReplied(reply) })
+            process()
+        }
+    }
+
+    func dropBackend(_ why: String) {
+        logger.warning("\(id): backend \(services.config.backendHost):\(services.config.backendPort): \(why)")
+        backend?.abort()
+        backend = nil
+    }
+
+    func beginData(_ reply: SMTPReply) {
+        write(reply)
+        scanner = DataScanner(maxSize: services.config.limits.messageSize, maxLine: services.config.limits.textLine)
+        guard let b = backend, let s = session else { return }
+        let header = ReceivedHeader.make(helo: s.helo, client: client, hostname: services.hostname,
+                                         protocolName: s.protocolName, id: id, recipient: nil, date: rfc5322Date())
+        b.write(buffer(header))
+    }
+
+    func paramText(_ params: [MailParameter]) -> String {
+        params.map { " " + $0.keyword + ($0.value.map { "=" + $0 } ?? "") }.joined()
+    }
+
+    func timeout(_ seconds: Int64) -> TimeAmount { .seconds(seconds) }
+
+    // MARK: - Timers and shutdown
+
+    /// One timer per connection, re-armed lazily: it fires at the earliest possible deadline
+    /// and checks the last activity (cheap with a thousand idle clients).
+    func armTimer() {
+        guard let context, let s = session else { return }
+        let seconds = s.inData ? services.config.limits.dataTimeoutSeconds : services.config.limits.commandTimeoutSeconds
+        let deadline = lastActivity + .seconds(seconds)
+        timer = context.eventLoop.scheduleTask(deadline: deadline) { [self] in
+            guard self.context != nil, !closing else { return }
+            let s = session!
+            let limit = s.inData ? services.config.limits.dataTimeoutSeconds : services.config.limits.commandTimeoutSeconds
+            // Waiting for the backend or SASL is our wait, not the client's.
+            if busy || s.isWaiting { lastActivity = .now() }
+            if NIODeadline.now() >= lastActivity + .seconds(limit) {
+                logger.info("\(id): timeout after \(s.inData ? "DATA" : "command") from [\(client)]")
+                close(with: .timeout)
+            } else {
+                armTimer()
+            }
+        }
+    }
+
+    func drain() {
+        context?.eventLoop.execute { [self] in
+            guard context != nil else { return }
+            draining = true
+            finishIfIdle()
+        }
+    }
+
+    func forceClose() {
+        context?.eventLoop.execute { [self] in
+            guard let context else { return }
+            backend?.abort()
+            backend = nil
+            if !closing { closing = true; context.writeAndFlush(wrapOutboundOut(buffer(SMTPReply.shuttingDown.encoded)), promise: nil) }
+            context.close(promise: nil)
+        }
+    }
+
+    /// During shutdown: once no transaction is open, say 421 and close.
+    func finishIfIdle() {
+        guard draining, let s = session, !s.isWaiting, !busy, !s.inData, !s.inTransaction else { return }
+        close(with: .shuttingDown)
+    }
+}
+
+/// Carries a SASL session to and from the thread pool.
+struct SASLBox: @unchecked Sendable {
+    let session: (any SASLSession)?
+    init(_ s: (any SASLSession)?) { session = s }
+}
+
+extension AuthResult {
+    init(_ o: SASLOutcome) {
+        switch o {
+        case .challenge(let b): self = .challenge(b)
+        case .success(let id): self = .success(identity: id)
+        case .failure(.badCredentials), .failure(.cancelled): self = .badCredentials
+        case .failure(.malformed): self = .malformed
+        case .failure(.unknownMechanism): self = .unknownMechanism
+        case .failure(.tooWeak): self = .tooWeak
+        case .failure(.temporary(let why)): self = .temporary(why)
+        }
+    }
+}
+
+extension MapReader {
+    /// The client's stored expiry (nil: no entry).
+    func lookup(_ a: IPAddress) throws -> Int64? {
+        do { return try expiry(of: a) } catch { throw error }
+    }
+}
+
+/// RFC 5322 §3.3 date in UTC, e.g. `Tue, 24 Nov 2026 10:00:00 +0000`.
+func rfc5322Date() -> String {
+    var t = time(nil)
+    var tm = tm()
+    gmtime_r(&t, &tm)
+    var buf = [CChar](repeating: 0, count: 64)
+    let n = strftime(&buf, buf.count, "%a, %d %b %Y %H:%M:%S +0000", &tm)
+    return String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
