@@ -36,6 +36,7 @@ func usage(_ message: String? = nil) -> Never {
     writeStderr("""
     usage: drac-bench floor --db PATH --count N
            drac-bench sweep --db PATH [--entries N]
+           drac-bench lookup --db PATH [--entries N] [--count N]
            drac-bench load --port P --transport udp|tcp --clients C (--seconds S | --adds N [--seconds CAP]) [--client-base K]
 
     """)
@@ -505,6 +506,43 @@ func runLoad(_ opts: [String: String]) -> Int32 {
     return failures > 0 ? 1 : 0
 }
 
+/// What one drac-smtpd RCPT check costs: MapReader opens the map under the shared locks, reads
+/// one key and closes it (so it sees every committed write), on a map of `entries` addresses.
+func runLookup(_ opts: [String: String]) -> Int32 {
+    guard let path = opts["db"] else { usage("lookup needs --db PATH") }
+    let entries = intOption(opts, "entries") ?? 10_000
+    let count = intOption(opts, "count") ?? 20_000
+    _ = unlink(path)
+    defer { _ = unlink(path) }
+    do {
+        let writer = try MapWriter(path: path, format: MapFormat())
+        let now = Int64(Date().timeIntervalSince1970)
+        var i = 0
+        while i < entries {
+            let n = min(5000, entries - i)
+            try writer.commit((i..<(i + n)).map { k in .put(.v4(0x0a00_0000 | UInt32(k)), expiry: now + 3600) })
+            i += n
+        }
+        writer.close()
+        let reader = MapReader(path: path, format: MapFormat())
+        var hits = 0
+        var times: [Double] = []
+        times.reserveCapacity(count)
+        for k in 0..<count {
+            let t0 = monotonicSeconds()
+            if try reader.expiry(of: .v4(0x0a00_0000 | UInt32((k * 7919) % (entries * 2)))) != nil { hits += 1 }
+            times.append(monotonicSeconds() - t0)
+        }
+        times.sort()
+        let mean = times.reduce(0, +) / Double(times.count)
+        print("lookup: \(count) lookups on \(entries) entries, \(hits) hits: mean \(fmt(mean * 1e6, 1)) us, p50 \(fmt(percentile(times, 0.5) * 1e6, 1)) us, p99 \(fmt(percentile(times, 0.99) * 1e6, 1)) us (\(fmt(1 / mean, 0)) lookups/s on one thread)")
+        return 0
+    } catch {
+        writeStderr("drac-bench: lookup: \(error)\n")
+        return 1
+    }
+}
+
 // MARK: main
 
 signal(SIGPIPE, SIG_IGN)
@@ -516,6 +554,8 @@ case "floor":
     status = runFloor(parseOptions(arguments[2...], allowed: ["db", "count", "via"]))
 case "sweep":
     status = runSweep(parseOptions(arguments[2...], allowed: ["db", "entries"]))
+case "lookup":
+    status = runLookup(parseOptions(arguments[2...], allowed: ["db", "entries", "count"]))
 case "load":
     status = runLoad(parseOptions(arguments[2...], allowed: ["port", "transport", "clients", "seconds", "adds", "client-base"]))
 case "-h", "--help", "help":

@@ -53,7 +53,9 @@ public enum SMTPCommandParser {
     /// Parses a command line without its CRLF. The line has already passed the length limit.
     /// Verbs are case-insensitive (RFC 5321 §2.4); the verb ends at the first space.
     public static func parse(_ line: Substring) -> SMTPCommand {
-        if line.utf8.contains(where: { $0 == 0 || $0 >= 0x80 }) {
+        // Control characters (a stray CR, ESC, DEL...) have no place in a command and would
+        // otherwise reach log lines; 8-bit octets need SMTPUTF8, which we do not offer.
+        if line.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 >= 0x7F }) {
             return .syntaxError("Error: invalid character in command")
         }
         let verbEnd = line.firstIndex(of: " ") ?? line.endIndex

@@ -17,7 +17,10 @@ public struct ListenerSpec: Sendable, Equatable, CustomStringConvertible {
     public init?(_ text: String) {
         guard let c1 = text.firstIndex(of: ":"), let kind = ListenerKind(rawValue: String(text[..<c1]).lowercased()) else { return nil }
         let rest = text[text.index(after: c1)...]
-        guard let c2 = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: c2)...]), (0...65535).contains(port) else { return nil }
+        guard let c2 = rest.lastIndex(of: ":") else { return nil }
+        let digits = rest[rest.index(after: c2)...]
+        guard !digits.isEmpty, digits.count <= 5, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+              let port = Int(digits), port <= 65535 else { return nil }
         var host = rest[..<c2]
         if host.first == "[" && host.last == "]" { host = host.dropFirst().dropLast() }
         if host == "*" {

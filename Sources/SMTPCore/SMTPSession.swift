@@ -216,7 +216,8 @@ public struct SMTPSession: Sendable {
                 return [.beginData(reply)]
             }
             phase = .transaction(tx)
-            return error(reply.code / 100 == 3 ? .backendUnavailable : reply)
+            // Any positive reply but 354 (a 250 too) is a backend out of step: never pass it on.
+            return error(reply.isPositive ? .backendUnavailable : reply)
         case .endOfData(let size):
             guard let tx = pending else { preconditionFailure("no transaction") }
             pending = nil
@@ -288,8 +289,9 @@ public struct SMTPSession: Sendable {
             return out
         case .noop: return [.reply(.ok())]
         case .quit:
+            let out = abortTransaction()    // before .closed, or it finds no transaction to end
             phase = .closed
-            return abortTransaction() + [.close(SMTPReply(221, "2.0.0", "Bye"))]
+            return out + [.close(SMTPReply(221, "2.0.0", "Bye"))]
         case .vrfy:
             // RFC 5321 §3.5.3: 252 when we do not verify; no address enumeration.
             return [.reply(SMTPReply(252, "2.0.0", "Cannot VRFY user; try RCPT to attempt delivery"))]

@@ -7,6 +7,7 @@ import SMTPCore
 /// Why the backend could not give a verdict. Every case becomes a 4xx for the client.
 public enum BackendError: Error, CustomStringConvertible {
     case connect(String)
+    case io(String)
     case timeout(String)
     case closed
     case malformed(String)
@@ -15,6 +16,7 @@ public enum BackendError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .connect(let e): "cannot connect: \(e)"
+        case .io(let e): "connection error: \(e)"
         case .timeout(let what): "timeout waiting for \(what)"
         case .closed: "connection closed by backend"
         case .malformed(let why): "malformed reply: \(why)"
@@ -225,7 +227,7 @@ final class BackendReplyHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        failAll(.connect("\(error)"))
+        failAll(.io("\(error)"))
         context.close(promise: nil)
     }
 

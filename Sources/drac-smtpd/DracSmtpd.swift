@@ -34,6 +34,7 @@ struct DracSmtpd: AsyncParsableCommand {
         SyslogLogHandler.bootstrap(ident: "drac-smtpd", facility: settings.dracConfig.syslogFacility,
                                    alsoStderr: verbose && !stderrIsJournal)
         let logger = Logger(label: "drac-smtpd")
+        raiseOpenFileLimit(to: settings.smtpd.maxConnections * 2 + 64, logger: logger)
         let gateway: Gateway
         do {
             gateway = try await Gateway.start(settings, logger: logger)
@@ -47,6 +48,17 @@ struct DracSmtpd: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
+    }
+
+    /// Each client costs two descriptors (client and backend): raise the soft limit to fit
+    /// smtpd_max_connections, within the hard limit.
+    func raiseOpenFileLimit(to wanted: Int, logger: Logger) {
+        var r = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0, r.rlim_cur < rlim_t(wanted) else { return }
+        r.rlim_cur = min(rlim_t(wanted), r.rlim_max)
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) != 0 || r.rlim_cur < rlim_t(wanted) {
+            logger.warning("open file limit \(r.rlim_cur) is below the \(wanted) that smtpd_max_connections needs")
+        }
     }
 
     func fail(_ message: String) -> Never {
