@@ -1,6 +1,6 @@
-# Makefile -- build, test and install rpc.dracd and dracctl.
+# Makefile -- build, test and install rpc.dracd, dracctl and drac-smtpd.
 #
-#   make                      build both programs (swift build -c release)
+#   make                      build the programs (swift build -c release)
 #   make test                 run scripts/test
 #   make install              install programs, man pages, config, init files
 #   make uninstall            remove what "make install" installed (not the
@@ -10,7 +10,8 @@
 # MANDIR, SYSCONFDIR, SYSTEMDDIR, INITDIR; e.g.
 #   make install PREFIX=/usr DESTDIR=/tmp/stage
 # Note: the programs look for /etc/drac/drac.conf whatever SYSCONFDIR is;
-# use "rpc.dracd -c FILE" when the config file is installed elsewhere.
+# use "rpc.dracd -c FILE" when the config file is installed elsewhere (the
+# drac-smtpd init files pass -c $(SYSCONFDIR)/drac/drac.conf).
 #
 # "make install" does not build: run "make" first as the normal user, then
 # "make install" as root.
@@ -28,9 +29,11 @@ SYSTEMDDIR ?= /lib/systemd/system
 INITDIR    ?= /etc/init.d
 DESTDIR    ?=
 
-PROGRAMS   = rpc.dracd dracctl
+PROGRAMS   = rpc.dracd dracctl drac-smtpd
 MAN5       = docs/drac.conf.5
-MAN8       = docs/rpc.dracd.8 docs/dracctl.8
+MAN8       = docs/rpc.dracd.8 docs/dracctl.8 docs/drac-smtpd.8
+# Daemons with a systemd unit (init/NAME.service) and a SysV script (init/NAME.init).
+DAEMONS    = rpc.dracd drac-smtpd
 
 # Where "swift build -c release" puts the binaries (normally .build/release).
 # Asked of swift once, and only when a recipe needs it; set BUILDBINDIR=...
@@ -45,6 +48,7 @@ all: build
 build:
 	$(SWIFT) build -c release $(SWIFTFLAGS) --product rpc.dracd
 	$(SWIFT) build -c release $(SWIFTFLAGS) --product dracctl
+	$(SWIFT) build -c release $(SWIFTFLAGS) --product drac-smtpd
 
 test:
 	scripts/test
@@ -75,22 +79,31 @@ install-conf:
 		$(INSTALL) -m 0644 init/drac.conf "$(DESTDIR)$(SYSCONFDIR)/drac/drac.conf"; \
 	fi
 
+# init/NAME.service -> $(SYSTEMDDIR)/NAME.service, init/NAME.init -> $(INITDIR)/NAME,
+# with @SBINDIR@ and @SYSCONFDIR@ filled in.
+SUBST = $(SED) -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+
 install-init:
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(INITDIR)
-	$(SED) 's|@SBINDIR@|$(SBINDIR)|g' init/rpc.dracd.service > $(DESTDIR)$(SYSTEMDDIR)/rpc.dracd.service.tmp
-	$(INSTALL) -m 0644 $(DESTDIR)$(SYSTEMDDIR)/rpc.dracd.service.tmp $(DESTDIR)$(SYSTEMDDIR)/rpc.dracd.service
-	rm -f $(DESTDIR)$(SYSTEMDDIR)/rpc.dracd.service.tmp
-	$(SED) 's|@SBINDIR@|$(SBINDIR)|g' init/rpc.dracd.init > $(DESTDIR)$(INITDIR)/rpc.dracd.tmp
-	$(INSTALL) -m 0755 $(DESTDIR)$(INITDIR)/rpc.dracd.tmp $(DESTDIR)$(INITDIR)/rpc.dracd
-	rm -f $(DESTDIR)$(INITDIR)/rpc.dracd.tmp
+	@for d in $(DAEMONS); do \
+		set -e; \
+		echo "install init/$$d.service -> $(DESTDIR)$(SYSTEMDDIR)/$$d.service"; \
+		$(SUBST) init/$$d.service > $(DESTDIR)$(SYSTEMDDIR)/$$d.service.tmp; \
+		$(INSTALL) -m 0644 $(DESTDIR)$(SYSTEMDDIR)/$$d.service.tmp $(DESTDIR)$(SYSTEMDDIR)/$$d.service; \
+		rm -f $(DESTDIR)$(SYSTEMDDIR)/$$d.service.tmp; \
+		echo "install init/$$d.init -> $(DESTDIR)$(INITDIR)/$$d"; \
+		$(SUBST) init/$$d.init > $(DESTDIR)$(INITDIR)/$$d.tmp; \
+		$(INSTALL) -m 0755 $(DESTDIR)$(INITDIR)/$$d.tmp $(DESTDIR)$(INITDIR)/$$d; \
+		rm -f $(DESTDIR)$(INITDIR)/$$d.tmp; \
+	done
 
 # Leaves $(SYSCONFDIR)/drac (config, allow file, map) in place.
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,$(PROGRAMS))
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5)))
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(MAN8)))
-	rm -f $(DESTDIR)$(SYSTEMDDIR)/rpc.dracd.service
-	rm -f $(DESTDIR)$(INITDIR)/rpc.dracd
+	rm -f $(addprefix $(DESTDIR)$(SYSTEMDDIR)/,$(addsuffix .service,$(DAEMONS)))
+	rm -f $(addprefix $(DESTDIR)$(INITDIR)/,$(DAEMONS))
 	@echo "left $(DESTDIR)$(SYSCONFDIR)/drac in place (configuration and map)"
 
 # Lint the man pages (needs groff and man-db).

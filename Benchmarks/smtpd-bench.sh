@@ -116,8 +116,8 @@ for mode in "" "-d"; do
         printf "%-28s %12s %12s %7sx %6s\n" "$label" "$gm" "$hm" "$ratio" ">=0.8"
     done
 done
-relayed=$(grep -c "relay via drac" "$TMP/smtpd.log" || true)
-echo "drac-smtpd transactions logged: $relayed (each one a DRAC map lookup)"
+
+
 
 echo "== memory: $IDLE idle connections"
 rss() { awk '/VmRSS/ {print $2}' /proc/$GWPID/status; }

@@ -57,11 +57,46 @@ public struct DataScanner: Sendable {
     }
 
     /// Scans the next octets of message text.
+    /// Scans the next octets of message text (a convenience for tests and small inputs).
     public mutating func scan<C: Collection>(_ bytes: C) -> Result where C.Element == UInt8 {
-        var offset = 0
+        Array(bytes).withUnsafeBytes { scan($0) }
+    }
+
+    /// Scans the next octets of message text. Works on raw memory so that the loop is
+    /// specialised (the generic version cost more than all of the gateway's I/O).
+    public mutating func scan(_ bytes: UnsafeRawBufferPointer) -> Result {
         var forward = problem == nil ? -1 : 0     // -1: everything up to here is fine
-        for b in bytes {
-            offset += 1
+        let n = bytes.count
+        var i = 0
+        while i < n {
+            if state == .inLine {
+                // Fast path: the run of ordinary octets up to the next CR or LF.
+                var j = i
+                while j < n {
+                    let c = bytes[j]
+                    if c == 0x0D || c == 0x0A { break }
+                    j += 1
+                }
+                let run = j - i
+                if run > 0 {
+                    if problem == nil {
+                        // The first octet that breaks a limit, as countOctet would find it.
+                        let lineRoom = (maxLine - 2) - lineLength
+                        let sizeRoom = maxSize - size
+                        if lineRoom < run || sizeRoom < run {
+                            let p: Problem = lineRoom <= sizeRoom ? .lineTooLong : .tooBig
+                            fail(p, at: i + max(0, min(lineRoom, sizeRoom)), &forward)
+                        }
+                    }
+                    size += run
+                    lineLength += run
+                    i = j
+                    continue
+                }
+            }
+            let b = bytes[i]
+            i += 1
+            let offset = i
             switch state {
             case .lineStart, .inLine:
                 if b == 0x0D { state = .afterCR; continue }
@@ -96,7 +131,7 @@ public struct DataScanner: Sendable {
                 countOctet(at: offset - 1, &forward)
             }
         }
-        return Result(forward: forward < 0 ? offset : forward, end: nil)
+        return Result(forward: forward < 0 ? n : forward, end: nil)
     }
 
     private mutating func countOctet(at index: Int, _ forward: inout Int) {

@@ -69,7 +69,15 @@ public final class BackendConnection {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(replies) }
             }
-        return bootstrap.connect(host: host, port: port)
+        // An address literal skips the resolver and Happy Eyeballs (their thread hop and
+        // resolution delay cost milliseconds per message).
+        let connected: EventLoopFuture<Channel>
+        if let address = try? SocketAddress(ipAddress: host, port: port) {
+            connected = bootstrap.connect(to: address)
+        } else {
+            connected = bootstrap.connect(host: host, port: port)
+        }
+        return connected
             .flatMapErrorThrowing { error in throw BackendError.connect("\(host):\(port): \(error)") }
             .flatMap { channel in
                 let conn = BackendConnection(channel: channel, replies: replies)
