@@ -407,8 +407,8 @@ public struct SMTPSession: Sendable {
         default: break
         }
         if settings.listener != .smtp && identity == nil {
-            return [.log("reject: MAIL from \(clientText): 530 authentication required on \(settings.listener.rawValue) listener\(heloLog)")] +
-                error(SMTPReply(530, "5.7.0", "Authentication required"))
+            let r = SMTPReply(530, "5.7.0", "Authentication required")
+            return [.log("NOQUEUE: reject: MAIL from \(clientText): \(r) (\(settings.listener.rawValue) listener);\(heloLog)")] + error(r)
         }
         let sender: ReversePath, params: [MailParameter]
         switch SMTPPath.parseReverse(arg) {
@@ -553,7 +553,8 @@ public struct SMTPSession: Sendable {
         if !tx.reasons.isEmpty { parts.append(tx.reasons.joined(separator: "/") + ",") }
         parts.append(outcome)
         if let reply {
-            parts.append("backend=\"\(reply)\"")
+            parts[parts.count - 1] += ","
+            parts.append("reply=\"\(reply)\"")
             if let id = SMTPSession.queueID(in: reply) { parts.append("queue_id=\(id)") }
         }
         return parts.joined(separator: " ")

@@ -59,9 +59,9 @@ public final class BackendConnection {
         self.replies = replies
     }
 
-    /// Connects, reads the greeting, says EHLO and, when offered, XFORWARD.
+    /// Connects, reads the greeting and says EHLO.
     public static func open(host: String, port: Int, on eventLoop: EventLoop, timeout: TimeAmount,
-                            heloName: String, client: ClientInfo) -> EventLoopFuture<BackendConnection> {
+                            heloName: String) -> EventLoopFuture<BackendConnection> {
         let replies = BackendReplyHandler()
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
@@ -87,21 +87,41 @@ public final class BackendConnection {
                         return eventLoop.makeFailedFuture(BackendError.unexpected(greeting, "connect"))
                     }
                     return conn.command("EHLO \(heloName)", timeout: timeout, what: "EHLO")
-                }.flatMap { ehlo -> EventLoopFuture<BackendConnection> in
-                    guard ehlo.code == 250 else { return eventLoop.makeFailedFuture(BackendError.unexpected(ehlo, "EHLO")) }
+                }.flatMapThrowing { ehlo -> BackendConnection in
+                    guard ehlo.code == 250 else { throw BackendError.unexpected(ehlo, "EHLO") }
                     conn.capabilities = BackendConnection.parseCapabilities(ehlo)
-                    guard let attrs = conn.capabilities["XFORWARD"] else { return eventLoop.makeSucceededFuture(conn) }
-                    let line = BackendConnection.xforwardLine(client, offered: attrs)
-                    return conn.command(line, timeout: timeout, what: "XFORWARD").flatMapThrowing { r in
-                        guard r.code == 250 else { throw BackendError.unexpected(r, "XFORWARD") }
-                        return conn
-                    }
+                    return conn
                 }.flatMapErrorThrowing { error in
                     channel.close(promise: nil)
                     throw error
                 }
             }
     }
+
+    /// Starts a transaction: XFORWARD (when offered: Postfix forgets the attributes after each
+    /// transaction, so it precedes every MAIL) and MAIL, pipelined when the backend offers
+    /// PIPELINING (RFC 2920 §3.1). The future holds the reply to MAIL; an XFORWARD refusal
+    /// fails it.
+    public func startTransaction(_ client: ClientInfo, mail: String, timeout: TimeAmount) -> EventLoopFuture<SMTPReply> {
+        guard let attrs = capabilities["XFORWARD"] else { return command(mail, timeout: timeout, what: "MAIL") }
+        let xforward = BackendConnection.xforwardLine(client, offered: attrs)
+        let checked: (SMTPReply) throws -> Void = { r in
+            guard r.code == 250 else { throw BackendError.unexpected(r, "XFORWARD") }
+        }
+        if capabilities["PIPELINING"] != nil {
+            let x = expectReply(timeout: timeout, what: "XFORWARD")
+            let m = expectReply(timeout: timeout, what: "MAIL")
+            var buf = channel.allocator.buffer(capacity: xforward.utf8.count + mail.utf8.count + 4)
+            buf.writeString(xforward + "\r\n" + mail + "\r\n")
+            channel.writeAndFlush(buf, promise: nil)
+            return x.flatMapThrowing(checked).flatMap { m }
+        }
+        return command(xforward, timeout: timeout, what: "XFORWARD").flatMapThrowing(checked)
+            .flatMap { self.command(mail, timeout: timeout, what: "MAIL") }
+    }
+
+    /// Set when the connection last went idle in a pool.
+    var idleSince = NIODeadline.now()
 
     /// EHLO keywords (uppercased) and their parameters; the first line is the greeting.
     static func parseCapabilities(_ r: SMTPReply) -> [String: String] {
@@ -276,4 +296,35 @@ final class BackendReplyHandler: ChannelInboundHandler {
 
 extension String {
     func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
+}
+
+/// Idle backend connections of one event loop, reused by later client sessions so that a
+/// message does not pay for a TCP connect, a greeting and an EHLO. Only connections between
+/// transactions are pooled; they are dropped after `maxIdle` time (well under the backend's own
+/// idle timeout, Postfix's is 300 s) and one failed reuse is retried on a new connection.
+final class BackendPool {
+    var idle: [BackendConnection] = []
+    let capacity: Int
+    let maxIdle: TimeAmount
+
+    init(capacity: Int, maxIdle: TimeAmount) {
+        self.capacity = capacity
+        self.maxIdle = maxIdle
+    }
+
+    func take() -> BackendConnection? {
+        let now = NIODeadline.now()
+        while let c = idle.popLast() {
+            if c.isActive && now - c.idleSince < maxIdle { return c }
+            c.quit()
+        }
+        return nil
+    }
+
+    func give(_ c: BackendConnection) {
+        c.onWritable = nil
+        guard c.isActive, idle.count < capacity else { c.quit(); return }
+        c.idleSince = .now()
+        idle.append(c)
+    }
 }

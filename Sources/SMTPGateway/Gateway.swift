@@ -109,6 +109,18 @@ public final class Gateway: Service, Sendable {
             try? await threadPool.shutdownGracefully()
             throw GatewayStartError("cannot listen: \(error)")
         }
+        // Learn what the backend offers (DSN is passed through only if it does) before the
+        // first client asks; a backend that is down now is not fatal: clients get 451 until it
+        // is back, and the next connection learns its extensions.
+        do {
+            let b = try await BackendConnection.open(host: c.backendHost, port: c.backendPort, on: group.next(),
+                                                     timeout: .seconds(min(c.backendTimeoutSeconds, 10)), heloName: hostname).get()
+            services.backendDSN.withLockedValue { $0 = b.capabilities["DSN"] != nil }
+            logger.info("backend \(c.backendHost):\(c.backendPort) offers: \(b.capabilities.keys.sorted().joined(separator: " "))")
+            try? await b.channel.eventLoop.submit { b.quit() }.get()
+        } catch {
+            logger.warning("backend \(c.backendHost):\(c.backendPort) not reachable at start: \(error); clients get 451 until it is")
+        }
         let g = Gateway(services: services, server: server, group: group, threadPool: threadPool)
         let mechs = sasl.map { "AUTH " + $0.mechanisms(secure: true).joined(separator: " ") } ?? "no AUTH"
         logger.info("started: \(g.listenerDescription); backend \(c.backendHost):\(c.backendPort); DRAC map \(c.useDrac ? settings.dracConfig.mapFile : "not used"); \(mechs)\(tls != nil ? ", TLS" : ", no TLS"); local domains: \(c.localDomains.sorted().joined(separator: " ")); trusted networks: \(c.trustedNetworks.rules.map(\.description).joined(separator: " "))")

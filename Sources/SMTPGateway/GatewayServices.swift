@@ -10,7 +10,7 @@ import NIOSSL
 import SASLAuth
 import SMTPCore
 
-public final class GatewayServices: Sendable {
+public final class GatewayServices: @unchecked Sendable {
     public let config: SMTPDConfig
     public let hostname: String
     public let sasl: (any SASLServerFactory)?
@@ -26,6 +26,18 @@ public final class GatewayServices: Sendable {
     /// DSN offered by the backend at its last EHLO (passed through only then).
     let backendDSN = NIOLockedValueBox(false)
     let draining = NIOLockedValueBox(false)
+    /// One pool of idle backend connections per event loop (used only on that loop).
+    private let pools = NIOLockedValueBox<[ObjectIdentifier: BackendPool]>([:])
+
+    func backendPool(for loop: EventLoop) -> BackendPool {
+        pools.withLockedValue { p in
+            let key = ObjectIdentifier(loop)
+            if let pool = p[key] { return pool }
+            let pool = BackendPool(capacity: 64, maxIdle: .seconds(30))
+            p[key] = pool
+            return pool
+        }
+    }
 
     public init(config: SMTPDConfig, hostname: String, sasl: (any SASLServerFactory)?, map: MapReader?,
                 threadPool: NIOThreadPool, tls: NIOSSLContext?, logger: Logger) {

@@ -83,10 +83,7 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
 
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
-        if let backend {
-            if scanner != nil || session?.isWaiting == true { backend.abort() } else { backend.quit() }
-        }
-        backend = nil
+        releaseBackend()
         saslSession = nil
         if limited {
             limited = false
@@ -295,8 +292,7 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     func close(with reply: SMTPReply) {
         guard let context, !closing else { return }
         closing = true
-        if let b = backend { if scanner != nil || session?.isWaiting == true { b.abort() } else { b.quit() } }
-        backend = nil
+        releaseBackend()
         context.writeAndFlush(wrapOutboundOut(buffer(reply.encoded))).whenComplete { _ in context.close(promise: nil) }
     }
 
@@ -378,23 +374,55 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     }
 
     func backendMail(_ from: ReversePath, _ params: [MailParameter]) {
-        let line = "MAIL FROM:<\(from.logText)>" + paramText(params)
-        if let b = backend, b.isActive {
-            backendCommand(line, expect: [2, 4, 5], what: "MAIL")
-            return
-        }
         guard let eventLoop = context?.eventLoop, let s = session else { return }
+        let line = "MAIL FROM:<\(from.logText)>" + paramText(params)
         let c = services.config
+        let t = timeout(c.backendTimeoutSeconds)
         let info = ClientInfo(address: client, port: clientPort, helo: s.helo, protocolName: s.protocolName)
-        let opened = BackendConnection.open(host: c.backendHost, port: c.backendPort, on: eventLoop,
-                                            timeout: timeout(c.backendTimeoutSeconds), heloName: services.hostname, client: info)
-        let f = opened.flatMap { [self] b -> EventLoopFuture<SMTPReply> in
-            backend = b
-            b.onWritable = { [weak self] in self?.flushAndRead() }
-            services.backendDSN.withLockedValue { $0 = b.capabilities["DSN"] != nil }
-            return b.command(line, timeout: timeout(c.backendTimeoutSeconds), what: "MAIL")
+        let pool = services.backendPool(for: eventLoop)
+        let fresh: () -> EventLoopFuture<BackendConnection> = { [services] in
+            BackendConnection.open(host: c.backendHost, port: c.backendPort, on: eventLoop, timeout: t, heloName: services.hostname)
+                .map { b in
+                    services.backendDSN.withLockedValue { $0 = b.capabilities["DSN"] != nil }
+                    return b
+                }
+        }
+        func mail(on b: BackendConnection) -> EventLoopFuture<SMTPReply> {
+            b.startTransaction(info, mail: line, timeout: t)
+        }
+        let f: EventLoopFuture<SMTPReply>
+        if let b = backend, b.isActive {
+            f = mail(on: b)
+        } else if let pooled = pool.take() {
+            // A pooled connection may have died quietly: one retry on a new connection.
+            f = mail(on: pooled).map { [self] r in self.adopt(pooled); return r }
+                .flatMapError { _ in
+                    pooled.abort()
+                    return fresh().flatMap { [self] b in self.adopt(b); return mail(on: b) }
+                }
+        } else {
+            f = fresh().flatMap { [self] b in self.adopt(b); return mail(on: b) }
         }
         awaitBackend(f, expect: [2, 4, 5], after: "MAIL")
+    }
+
+    func adopt(_ b: BackendConnection) {
+        backend = b
+        b.onWritable = { [weak self] in self?.flushAndRead() }
+    }
+
+    /// At the end of the session: an idle backend connection goes back to the pool, one in
+    /// the middle of a message is dropped (the backend discards the message).
+    func releaseBackend() {
+        guard let b = backend else { return }
+        backend = nil
+        if scanner != nil || session?.isWaiting == true || session?.inTransaction == true || busy || !b.isActive {
+            b.abort()
+        } else if let loop = context?.eventLoop {
+            services.backendPool(for: loop).give(b)
+        } else {
+            b.quit()
+        }
     }
 
     func backendCommand(_ line: String, expect: Set<Int>, what: String) {

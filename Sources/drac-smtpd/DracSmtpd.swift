@@ -34,6 +34,9 @@ struct DracSmtpd: AsyncParsableCommand {
         SyslogLogHandler.bootstrap(ident: "drac-smtpd", facility: settings.dracConfig.syslogFacility,
                                    alsoStderr: verbose && !stderrIsJournal)
         let logger = Logger(label: "drac-smtpd")
+        // SIGHUP would end the process (its default action); settings are read at start only,
+        // so a reload means a restart (drac-smtpd(8)).
+        signal(SIGHUP, SIG_IGN)
         raiseOpenFileLimit(to: settings.smtpd.maxConnections * 2 + 64, logger: logger)
         let gateway: Gateway
         do {
