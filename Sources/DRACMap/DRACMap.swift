@@ -229,7 +229,9 @@ public final class MapWriter {
 }
 
 /// Reads the map with a fresh view for every call: opens it read-only under the shared lock set,
-/// reads, closes. Safe while rpc.dracd writes; sees every committed write.
+/// reads, closes. Safe while rpc.dracd writes; sees every committed write. A cached handle
+/// would need a change signal, and rpc.dracd writes pages in place without one that is cheap
+/// to read (see `FileIdentity`): a fresh open costs about 100 us (`drac-bench lookup`).
 public struct MapReader: Sendable {
     public let path: String
     public let format: MapFormat
@@ -269,10 +271,12 @@ public struct MapReader: Sendable {
 
     private func withReadHandle<T>(_ body: (BerkeleyDB) throws(MapError) -> T) throws(MapError) -> T {
         let lock = try MapLock(path: path, exclusive: false, create: false)
-        try lock.acquireFlock()
+        // The size from the flock's own identity check (statx without timestamps): asking for
+        // the mtime here would make the kernel give rpc.dracd's next write a fine-grained
+        // timestamp, and its sync an extra inode write (multigrain timestamps, Linux 6.13+).
+        let id = try lock.acquireFlock()
         defer { lock.unlockAll() }
-        var st = stat()
-        if stat(path, &st) == 0, st.st_size == 0 {
+        if let id, id.size == 0 {
             throw MapError(code: .corrupt, path: path, message: "map file is empty (not yet initialised by rpc.dracd)")
         }
         let db = try BerkeleyDB(path: path, kind: format.kind, mode: .readOnly)

@@ -161,6 +161,7 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     /// the message ended (the session takes over again), false when it needs more input.
     func scanData() -> Bool {
         guard var sc = scanner else { return false }
+        let scanned = input.readableBytes
         let r = input.withUnsafeReadableBytes { sc.scan($0) }
         scanner = sc
         let forward = input.readSlice(length: r.forward)!
@@ -188,11 +189,14 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
             }
             return true
         }
-        input.discardReadBytes()
         if forward.readableBytes > 0, backendFailedInData == nil, let b = backend {
             b.write(forward)
             b.flush()
         }
+        // Everything was scanned: octets not forwarded (after a problem) are dropped, never
+        // scanned twice.
+        input.moveReaderIndex(forwardBy: scanned - r.forward)
+        input.discardReadBytes()
         return false
     }
 
@@ -277,6 +281,8 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     func flushAndRead() {
         guard let context else { return }
         context.flush()
+        // Timeouts count from our last reply or read, not from before a slow backend's answer.
+        lastActivity = .now()
         var want = !closing && input.readableBytes < SMTPConnectionHandler.inputHighWater
         if let s = session, s.isClosed { want = false }
         if let s = session, s.inData, let b = backend, !b.isWritable { want = false }   // resumes on writability
