@@ -123,7 +123,9 @@ public final class MailServer<Kind: Sendable>: Service, Sendable {
                     if host.contains(":") {
                         b = b.serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
                     }
-                    let ch = try await b.bind(host: host, port: spec.port).get()
+                    // A literal address, not a name: getaddrinfo's default hints would turn
+                    // 127.0.0.1 into ::ffff:127.0.0.1 on hosts with global IPv6 addresses.
+                    let ch = try await b.bind(to: try SocketAddress(ipAddress: host, port: spec.port)).get()
                     bound.append(BoundListener(kind: kind, channel: ch, address: ch.localAddress!))
                 }
             }

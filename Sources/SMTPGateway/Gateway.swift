@@ -113,8 +113,12 @@ public final class Gateway: Service, Sendable {
         // first client asks; a backend that is down now is not fatal: clients get 451 until it
         // is back, and the next connection learns its extensions.
         do {
-            let b = try await BackendConnection.open(host: c.backendHost, port: c.backendPort, on: group.next(),
-                                                     timeout: .seconds(min(c.backendTimeoutSeconds, 10)), heloName: hostname).get()
+            // Opened from the loop itself: the connection's reply handler is loop-confined.
+            let loop = group.next()
+            let b = try await loop.flatSubmit {
+                BackendConnection.open(host: c.backendHost, port: c.backendPort, on: loop,
+                                       timeout: .seconds(min(c.backendTimeoutSeconds, 10)), heloName: hostname)
+            }.get()
             services.backendDSN.withLockedValue { $0 = b.capabilities["DSN"] != nil }
             logger.info("backend \(c.backendHost):\(c.backendPort) offers: \(b.capabilities.keys.sorted().joined(separator: " "))")
             try? await b.channel.eventLoop.submit { b.quit() }.get()

@@ -55,6 +55,8 @@ final class PostfixBackend {
         port = freePort()
         let fm = FileManager.default
         for d in ["", "/queue", "/data"] { try fm.createDirectory(atPath: dir + d, withIntermediateDirectories: true) }
+        // master creates its lock file in data_directory as the postfix user.
+        if let pw = getpwnam("postfix") { chown(dir + "/data", pw.pointee.pw_uid, pw.pointee.pw_gid) }
         let main = [
             "compatibility_level = 3.6",
             "queue_directory = \(dir)/queue",
@@ -70,6 +72,8 @@ final class PostfixBackend {
             "maillog_file_prefixes = \(dir)",
             "smtputf8_enable = no",
             "master_service_disable =",
+            "alias_maps =",
+            "alias_database =",
         ] + extraMain
         try main.joined(separator: "\n").appending("\n").write(toFile: dir + "/main.cf", atomically: true, encoding: .utf8)
         let master = """
@@ -199,4 +203,61 @@ final class SMTPClient {
 /// swaks with the usual test options; returns its result (exit 0 = the message was accepted).
 func swaks(_ port: Int, _ args: [String], source: String = "127.0.0.1") -> CommandResult {
     runCommand("swaks", ["--server", "127.0.0.1:\(port)", "--local-interface", source, "--timeout", "20", "--hide-informational"] + args, timeout: 60)
+}
+
+// MARK: - Helpers for SmtpdAuthTLSTests, SmtpdLimitsTests, SmtpdBackendTests
+
+/// Runs a Python 3 script (`python3 -c SCRIPT ARGS...`); tests read what it prints.
+func python3(_ script: String, _ args: [String] = [], timeout: Double = 60) -> CommandResult {
+    runCommand("python3", ["-c", script] + args, timeout: timeout)
+}
+
+/// swaks against any server address (IPv6 too), without the 127.0.0.1 default of `swaks()`.
+func swaksTo(_ host: String, _ port: Int, _ args: [String], source: String? = nil) -> CommandResult {
+    runCommand("swaks", ["--server", host, "--port", String(port), "--timeout", "20", "--hide-informational"]
+               + (source.map { ["--local-interface", $0] } ?? []) + args, timeout: 60)
+}
+
+/// The base64 of a string (SASL responses as a client sends them).
+func base64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
+
+extension SMTPClient {
+    /// Every reply until the peer closes the connection or `timeout` passes; `closed` says which.
+    func repliesUntilClosed(timeout: Double) -> (replies: [(code: Int, text: String)], closed: Bool) {
+        var out: [(code: Int, text: String)] = []
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end {
+            if let r = reply(timeout: max(0.1, end.timeIntervalSinceNow)) { out.append(r); continue }
+            // nil: closed, or nothing in time. A closed socket reads as nil at once.
+            guard let more = tcp.receive(timeout: 0.05) else { return (out, true) }
+            pending += more
+        }
+        return (out, false)
+    }
+
+    /// What arrives within `timeout` without waiting for a complete reply (buffered octets first).
+    func pendingText(timeout: Double) -> String {
+        var all = pending
+        pending = []
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end {
+            guard let more = tcp.receive(timeout: 0.1) else { break }
+            all += more
+        }
+        return String(decoding: all, as: UTF8.self)
+    }
+}
+
+extension SmtpSink {
+    /// Messages with content: smtp-sink opens its dump file at DATA and removes it only when it
+    /// notices that the transaction was aborted, so an empty file may be seen for a moment.
+    var delivered: [String] { messages.filter { !$0.isEmpty } }
+}
+
+extension SmtpSink {
+    /// True once exactly `n` messages with content are there (an aborted transaction's partial
+    /// dump file goes away when smtp-sink notices the abort).
+    func settles(at n: Int, within timeout: Double = 3) -> Bool {
+        eventually(timeout) { delivered.count == n }
+    }
 }
