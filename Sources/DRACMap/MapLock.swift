@@ -52,9 +52,10 @@ final class MapLock {
     /// instance one rebuilt by postmap, is followed). Returns the identity it checked, which the
     /// caller may reuse instead of asking again.
     @discardableResult
-    func acquireFlock() throws(MapError) -> (dev: UInt64, ino: UInt64, size: Int64)? {
+    func acquireFlock(wait: Bool = true) throws(MapError) -> (dev: UInt64, ino: UInt64, size: Int64)? {
         for _ in 0..<8 {
-            while drac_flock(fd, exclusive ? LOCK_EX : LOCK_SH) != 0 {
+            while drac_flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB)) != 0 {
+                if errno == EWOULDBLOCK && !wait { throw MapError(code: .busy, path: path, message: "locked by a writer") }
                 if errno != EINTR { throw MapError.system(errno, path: path, doing: "flock") }
             }
             flocked = true
@@ -71,8 +72,9 @@ final class MapLock {
     }
 
     /// Takes (or re-takes, after a descriptor close dropped it) the whole-file fcntl lock.
-    func acquireFcntl() throws(MapError) {
-        while drac_fcntl_lock(fd, exclusive ? 1 : 0, 1) != 0 {
+    func acquireFcntl(wait: Bool = true) throws(MapError) {
+        while drac_fcntl_lock(fd, exclusive ? 1 : 0, wait ? 1 : 0) != 0 {
+            if (errno == EAGAIN || errno == EACCES) && !wait { throw MapError(code: .busy, path: path, message: "locked by a writer") }
             if errno != EINTR { throw MapError.system(errno, path: path, doing: "fcntl lock") }
         }
         fcntlLocked = true

@@ -363,6 +363,21 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
             return
         }
         let client = self.client
+        // Most lookups find the map unlocked: then they run here (about 100 us, no thread
+        // hop). When rpc.dracd holds its lock, the lookup waits on the thread pool instead,
+        // never on the event loop.
+        do {
+            let expiry = try map.expiry(of: client, wait: false)
+            run(step { $0.dracLookedUp(expiry: expiry, now: Int64(time(nil))) })
+            return
+        } catch {
+            // .busy: the writer holds the lock; wait for it on the pool, below.
+            if (error as? MapError)?.code != .busy {
+                logger.warning("\(id): DRAC map lookup for [\(client)] failed: \(error); treated as no entry")
+                run(step { $0.dracLookedUp(expiry: nil, now: Int64(time(nil))) })
+                return
+            }
+        }
         busy = true
         services.threadPool.runIfActive(eventLoop: eventLoop) { () -> Int64? in
             try map.lookup(client)
