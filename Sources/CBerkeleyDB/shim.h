@@ -86,6 +86,15 @@ static inline int drac_db_open(DB **out, const char *path, int hash, u_int32_t f
         rc = db->set_pagesize(db, 512);   /* DRAC 1.12 used 512-byte pages */
         if (rc != 0) { db->close(db, 0); return rc; }
     }
+    if (flags & DB_RDONLY) {
+        /* A lookup handle lives for one read: no memory mapping per open, because each
+           munmap at close makes the kernel interrupt every CPU running one of the caller's
+           threads (TLB shootdown). A 64 KB cache comes from the heap. */
+        rc = db->set_cachesize(db, 0, 64 * 1024, 1);
+        if (rc != 0) { db->close(db, 0); return rc; }
+        /* Read-only files are mapped by default, and unmapped at close: the same shootdown. */
+        flags |= DB_NOMMAP;
+    }
     rc = db->open(db, NULL, path, NULL, hash ? DB_HASH : DB_BTREE, flags, mode);
     if (rc != 0) { db->close(db, DB_NOSYNC); return rc; }
     *out = db;

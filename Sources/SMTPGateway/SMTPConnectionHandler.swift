@@ -280,7 +280,14 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     /// Flushes replies and asks for more input when the session can take it.
     func flushAndRead() {
         guard let context else { return }
-        context.flush()
+        // RFC 2920 §3.1: replies to a pipelined group may be held until the server would wait
+        // for the client. While we wait for the backend and the client's next command is
+        // already here, the reply waits too, and the group's replies leave in one write.
+        if let s = session, s.isWaiting, !s.inData, !closing, input.readableBytesView.contains(0x0A) {
+            // no flush yet
+        } else {
+            context.flush()
+        }
         // Timeouts count from our last reply or read, not from before a slow backend's answer.
         lastActivity = .now()
         var want = !closing && input.readableBytes < SMTPConnectionHandler.inputHighWater
