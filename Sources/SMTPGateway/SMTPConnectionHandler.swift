@@ -306,7 +306,12 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
         guard let context, !closing else { return }
         closing = true
         releaseBackend()
-        context.writeAndFlush(wrapOutboundOut(buffer(reply.encoded))).whenComplete { _ in context.close(promise: nil) }
+        var r = reply
+        // RFC 5321 §3.8 / §4.2: a 421 names the server ("421 <domain> Service not available").
+        if r.code == 421, let first = r.lines.first, !first.hasPrefix(services.hostname) {
+            r.lines[0] = services.hostname + " " + first
+        }
+        context.writeAndFlush(wrapOutboundOut(buffer(r.encoded))).whenComplete { _ in context.close(promise: nil) }
     }
 
     func startTLS(_ reply: SMTPReply) {
@@ -543,7 +548,12 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
             guard let context else { return }
             backend?.abort()
             backend = nil
-            if !closing { closing = true; context.writeAndFlush(wrapOutboundOut(buffer(SMTPReply.shuttingDown.encoded)), promise: nil) }
+            if !closing {
+                closing = true
+                var r = SMTPReply.shuttingDown
+                r.lines[0] = services.hostname + " " + r.lines[0]
+                context.writeAndFlush(wrapOutboundOut(buffer(r.encoded)), promise: nil)
+            }
             context.close(promise: nil)
         }
     }
