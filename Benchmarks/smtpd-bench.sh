@@ -100,7 +100,8 @@ run() {   # port sessions extra-flags
 }
 
 echo "== one DRAC map lookup (what each RCPT from an unauthenticated client costs)"
-"$BIN/drac-bench" lookup --db "$TMP/lookup.db" --entries 10000 --count 20000
+"$BIN/drac-bench" lookup --db "$TMP/lookup.db" --entries 10000 --count 20000 --reader open
+"$BIN/drac-bench" lookup --db "$TMP/lookup.db" --entries 10000 --count 20000 --reader watched
 
 echo "== throughput: $MESSAGES messages of 10 KB each (smtp-source -> X -> smtp-sink)"
 printf "%-28s %12s %12s %8s %6s\n" "run" "drac-smtpd/s" "haproxy/s" "ratio" "goal"

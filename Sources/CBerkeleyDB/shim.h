@@ -14,6 +14,8 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <linux/stat.h>
+#include <sys/inotify.h>
+#include <pthread.h>
 
 /* Device, inode and size of a file, without asking for its timestamps: on kernels with
  * multigrain timestamps (6.13+) reading mtime/ctime makes the next write take a fine-grained
@@ -155,3 +157,36 @@ static const u_int32_t DRAC_DB_NEXT = DB_NEXT;
 static const u_int32_t DRAC_DB_SET = DB_SET;
 static const u_int32_t DRAC_DB_SET_RANGE = DB_SET_RANGE;
 static const int DRAC_DB_NOTFOUND = DB_NOTFOUND;
+
+/* Change notification for long-lived readers: every write to the file (in place or not), an
+ * attribute change, a rename or removal queues an event, without anyone reading timestamps. */
+static inline int drac_inotify_open(void) { return inotify_init1(IN_NONBLOCK | IN_CLOEXEC); }
+static inline int drac_inotify_watch(int fd, const char *path) {
+    return inotify_add_watch(fd, path, IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVE_SELF | IN_DELETE_SELF);
+}
+static inline int drac_inotify_unwatch(int fd, int wd) { return inotify_rm_watch(fd, wd); }
+/* Reads every queued event: 1 if there was any (or the queue overflowed, or an error), 0 if
+ * none. */
+static inline int drac_inotify_drain(int fd) {
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    int any = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n > 0) { any = 1; continue; }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) return any;
+        return 1;
+    }
+}
+
+/* A plain mutex for readers shared between threads (try-lock for event loops). */
+typedef struct { pthread_mutex_t m; } drac_mutex;
+static inline drac_mutex *drac_mutex_new(void) {
+    drac_mutex *x = malloc(sizeof *x);
+    if (x) pthread_mutex_init(&x->m, NULL);
+    return x;
+}
+static inline void drac_mutex_free(drac_mutex *x) { pthread_mutex_destroy(&x->m); free(x); }
+static inline void drac_mutex_lock(drac_mutex *x) { pthread_mutex_lock(&x->m); }
+static inline int drac_mutex_trylock(drac_mutex *x) { return pthread_mutex_trylock(&x->m); }
+static inline void drac_mutex_unlock(drac_mutex *x) { pthread_mutex_unlock(&x->m); }

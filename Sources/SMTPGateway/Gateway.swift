@@ -84,7 +84,7 @@ public final class Gateway: Service, Sendable {
             sc.realm = c.saslRealm
             do { sasl = try CyrusSASLServer(config: sc) } catch { throw GatewayStartError("Cyrus SASL: \(error)") }
         }
-        let map = c.useDrac ? MapReader(path: settings.dracConfig.mapFile, format: settings.dracConfig.mapFormat) : nil
+        let map = c.useDrac ? WatchedMapReader(path: settings.dracConfig.mapFile, format: settings.dracConfig.mapFormat) : nil
         let threadPool = NIOThreadPool(numberOfThreads: 4)
         threadPool.start()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)

@@ -15,7 +15,7 @@ public final class GatewayServices: @unchecked Sendable {
     public let hostname: String
     public let sasl: (any SASLServerFactory)?
     /// nil when smtpd_use_drac = no.
-    public let map: MapReader?
+    public let map: WatchedMapReader?
     public let threadPool: NIOThreadPool
     public let tls: NIOSSLContext?
     public let limiter: ClientLimiter
@@ -39,7 +39,7 @@ public final class GatewayServices: @unchecked Sendable {
         }
     }
 
-    public init(config: SMTPDConfig, hostname: String, sasl: (any SASLServerFactory)?, map: MapReader?,
+    public init(config: SMTPDConfig, hostname: String, sasl: (any SASLServerFactory)?, map: WatchedMapReader?,
                 threadPool: NIOThreadPool, tls: NIOSSLContext?, logger: Logger) {
         self.config = config
         self.hostname = hostname

@@ -585,7 +585,7 @@ extension AuthResult {
     }
 }
 
-extension MapReader {
+extension WatchedMapReader {
     /// The client's stored expiry (nil: no entry).
     func lookup(_ a: IPAddress) throws -> Int64? {
         do { return try expiry(of: a) } catch { throw error }

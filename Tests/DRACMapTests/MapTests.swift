@@ -236,6 +236,68 @@ final class MapTests: XCTestCase {
         XCTAssertEqual(try r.expiry(of: a("10.0.0.2"), wait: false), 77)
     }
 
+    func testWatchedReaderSeesEverySameSizeWriteWithoutReopeningOtherwise() throws {
+        let path = dir + "/w.db"
+        // The long-lived writer, as rpc.dracd runs it: in place, no generation bumps.
+        let w = try MapWriter(path: path, format: MapFormat(), announceEveryWrite: false)
+        try w.commit([.put(a("10.1.0.1"), expiry: 1_000_000_000)])
+        let r = WatchedMapReader(path: path, format: MapFormat())
+        XCTAssertEqual(try r.expiry(of: a("10.1.0.1")), 1_000_000_000)
+        let opened = r.reopens
+        for _ in 0..<20 { XCTAssertEqual(try r.expiry(of: a("10.1.0.1")), 1_000_000_000) }
+        XCTAssertEqual(r.reopens, opened, "reopened without a change")
+        // Same-size values, back to back (same clock tick): every one is seen at once.
+        for i in 1...200 {
+            let v = Int64(1_000_000_000 + i)
+            try w.commit([.put(a("10.1.0.1"), expiry: v)])
+            XCTAssertEqual(try r.expiry(of: a("10.1.0.1")), v, "write \(i) not seen")
+        }
+        try w.commit([.delete(a("10.1.0.1"))])
+        XCTAssertNil(try r.expiry(of: a("10.1.0.1")))
+        w.close()
+        // A short-lived writer (dracctl) and a file replaced by rename (a rebuilt map).
+        let d = try MapWriter(path: path, format: MapFormat(), create: false)
+        try d.commit([.put(a("10.1.0.2"), expiry: 42)])
+        d.close()
+        XCTAssertEqual(try r.expiry(of: a("10.1.0.2")), 42)
+        let other = dir + "/w2.db"
+        let o = try MapWriter(path: other, format: MapFormat())
+        try o.commit([.put(a("10.1.0.3"), expiry: 43)])
+        o.close()
+        XCTAssertEqual(rename(other, path), 0)
+        XCTAssertEqual(try r.expiry(of: a("10.1.0.3")), 43)
+        XCTAssertNil(try r.expiry(of: a("10.1.0.2")))
+    }
+
+    func testWatchedReaderNonWaitingLookupSaysBusy() throws {
+        let path = dir + "/wb.db"
+        let w = try MapWriter(path: path, format: MapFormat())
+        try w.commit([.put(a("10.2.0.1"), expiry: 7)])
+        w.close()
+        let r = WatchedMapReader(path: path, format: MapFormat())
+        XCTAssertEqual(try r.expiry(of: a("10.2.0.1"), wait: false), 7)
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        XCTAssertEqual(flock(fd, LOCK_EX), 0)
+        XCTAssertThrowsError(try r.expiry(of: a("10.2.0.1"), wait: false)) { e in
+            XCTAssertEqual((e as? MapError)?.code, .busy)
+        }
+        // A waiting lookup on another thread holds the reader: a non-waiting one must not block.
+        let done = DispatchSemaphore(value: 0)
+        let target = a("10.2.0.1")
+        Thread.detachNewThread {
+            _ = try? r.expiry(of: target, wait: true)
+            done.signal()
+        }
+        usleep(200_000)
+        let start = Date()
+        XCTAssertThrowsError(try r.expiry(of: a("10.2.0.1"), wait: false))
+        XCTAssertLessThan(Date().timeIntervalSince(start), 0.5)
+        XCTAssertEqual(flock(fd, LOCK_UN), 0)
+        XCTAssertEqual(done.wait(timeout: .now() + 5), .success)
+        XCTAssertEqual(try r.expiry(of: a("10.2.0.1"), wait: false), 7)
+    }
+
     func testFloorMeasures() throws {
         let l = try MapFloor.measure(path: dir + "/floor.db", count: 5)
         XCTAssertEqual(l.count, 5)
