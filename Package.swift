@@ -103,6 +103,7 @@ let package = Package(
         ]),
         .testTarget(name: "SASLAuthTests", dependencies: ["SASLAuth"]),
         .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore", "DRACCore"]),
+        .testTarget(name: "POP3CoreTests", dependencies: ["POP3Core", "SMTPCore", "DRACCore"]),
         // Starts real processes (rpcbind, rpc.dracd, Postfix tools) from threads: Swift 5 mode.
         .testTarget(name: "IntegrationTests", dependencies: [
             "DRACCore", "DRACRPC", "DRACMap",
