@@ -55,6 +55,9 @@ let package = Package(
         ]),
         // Pure SMTP: command parser, replies, limits, DATA scanner, session state machine.
         .target(name: "SMTPCore", dependencies: ["DRACCore"]),
+        // Pure POP3: command parser, responses, limits, maildrop view, dot-stuffing, session state
+        // machine. Uses SMTPCore's pure helpers (Base64, AuthResult, AuthThrottle), nothing with I/O.
+        .target(name: "POP3Core", dependencies: ["DRACCore", "SMTPCore"]),
         // The listener layer shared by drac-smtpd and drac-pop3d: bind, limits, TLS, drain.
         .target(name: "MailServerKit", dependencies: [
             "DRACCore",
@@ -100,6 +103,7 @@ let package = Package(
         ]),
         .testTarget(name: "SASLAuthTests", dependencies: ["SASLAuth"]),
         .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore", "DRACCore"]),
+        .testTarget(name: "POP3CoreTests", dependencies: ["POP3Core", "SMTPCore", "DRACCore"]),
         // Starts real processes (rpcbind, rpc.dracd, Postfix tools) from threads: Swift 5 mode.
         .testTarget(name: "IntegrationTests", dependencies: [
             "DRACCore", "DRACRPC", "DRACMap",
