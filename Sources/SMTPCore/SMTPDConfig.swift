@@ -80,11 +80,17 @@ public struct SMTPDConfig: Sendable, Equatable {
             guard let k = ConfigKey(rawValue: key), key.hasPrefix("smtpd_") else { continue }
             try apply(k, e)
         }
+        // Errors that involve two keys point at the one that was set.
+        func at(_ key: ConfigKey, _ message: String) -> ConfigError {
+            let e = source.entries[key.rawValue]
+            return ConfigError(source: e?.source ?? "drac.conf", line: e?.line, message: message)
+        }
         if (tlsCertFile == nil) != (tlsKeyFile == nil) {
-            throw ConfigError(source: "drac.conf", line: nil, message: "smtpd_tls_cert_file and smtpd_tls_key_file go together")
+            throw at(tlsCertFile != nil ? .smtpdTLSCertFile : .smtpdTLSKeyFile,
+                     "smtpd_tls_cert_file and smtpd_tls_key_file go together")
         }
         if listeners.contains(where: { $0.kind == .submissions }) && tlsCertFile == nil {
-            throw ConfigError(source: "drac.conf", line: nil, message: "a submissions (implicit TLS) listener needs smtpd_tls_cert_file and smtpd_tls_key_file")
+            throw at(.smtpdListen, "a submissions (implicit TLS) listener needs smtpd_tls_cert_file and smtpd_tls_key_file")
         }
     }
 

@@ -208,11 +208,14 @@ final class SMTPDConfigTests: XCTestCase {
     }
 
     func testTLSFilesGoTogether() throws {
-        for text in ["smtpd_tls_cert_file = /etc/ssl/c.pem\n", "smtpd_tls_key_file = /etc/ssl/k.pem\n"] {
+        for text in ["# c\nsmtpd_tls_cert_file = /etc/ssl/c.pem\n", "# k\nsmtpd_tls_key_file = /etc/ssl/k.pem\n"] {
             var s = ConfigSource()
             try s.parseFile(text, name: "t")
             XCTAssertThrowsError(try SMTPDConfig(s), text) { e in
                 XCTAssertTrue((e as? ConfigError)?.message.contains("go together") ?? false, "\(e)")
+                // The error points at the key that was set: file t, line 2.
+                XCTAssertEqual((e as? ConfigError)?.source, "t")
+                XCTAssertEqual((e as? ConfigError)?.line, 2)
             }
         }
         // Empty values mean "none": both empty is fine.
@@ -228,6 +231,7 @@ final class SMTPDConfigTests: XCTestCase {
         try s.parseFile("smtpd_listen = smtp:*:25 submissions:*:465\n", name: "t")
         XCTAssertThrowsError(try SMTPDConfig(s)) { e in
             XCTAssertTrue((e as? ConfigError)?.message.contains("submissions") ?? false, "\(e)")
+            XCTAssertEqual((e as? ConfigError)?.line, 1)
         }
         try s.parseFile("smtpd_tls_cert_file = /c.pem\nsmtpd_tls_key_file = /k.pem\n", name: "u")
         XCTAssertEqual(try SMTPDConfig(s).listeners.last, ListenerSpec(kind: .submissions, address: nil, port: 465))
