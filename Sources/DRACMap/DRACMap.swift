@@ -242,10 +242,8 @@ public struct MapReader: Sendable {
     }
 
     /// The stored expiry for `address`, or nil if it has no entry (or an unreadable value).
-    /// With `wait: false` a lookup that would wait for a writer's lock throws `.busy` at once
-    /// (drac-smtpd then retries off its event loop).
-    public func expiry(of address: IPAddress, wait: Bool = true) throws(MapError) -> Int64? {
-        try withReadHandle(wait: wait) { db throws(MapError) -> Int64? in
+    public func expiry(of address: IPAddress) throws(MapError) -> Int64? {
+        try withReadHandle { db throws(MapError) -> Int64? in
             guard let value = try db.get(format.key(for: address)) else { return nil }
             return MapFormat.expiry(fromValue: value)
         }
@@ -271,18 +269,18 @@ public struct MapReader: Sendable {
         return out
     }
 
-    private func withReadHandle<T>(wait: Bool = true, _ body: (BerkeleyDB) throws(MapError) -> T) throws(MapError) -> T {
+    private func withReadHandle<T>(_ body: (BerkeleyDB) throws(MapError) -> T) throws(MapError) -> T {
         let lock = try MapLock(path: path, exclusive: false, create: false)
         // The size from the flock's own identity check (statx without timestamps): asking for
         // the mtime here would make the kernel give rpc.dracd's next write a fine-grained
         // timestamp, and its sync an extra inode write (multigrain timestamps, Linux 6.13+).
-        let id = try lock.acquireFlock(wait: wait)
+        let id = try lock.acquireFlock()
         defer { lock.unlockAll() }
         if let id, id.size == 0 {
             throw MapError(code: .corrupt, path: path, message: "map file is empty (not yet initialised by rpc.dracd)")
         }
         let db = try BerkeleyDB(path: path, kind: format.kind, mode: .readOnly)
-        try lock.acquireFcntl(wait: wait)
+        try lock.acquireFcntl()
         defer { db.close(sync: false) }
         return try body(db)
     }

@@ -47,7 +47,6 @@ public final class ClientLimiter: Sendable {
         }
     }
 
-    public var current: Int { state.withLockedValue { $0.total } }
 }
 
 /// One connection the server can ask to finish (graceful shutdown).

@@ -133,11 +133,10 @@ public struct SMTPSession: Sendable {
         switch phase { case .transaction, .data: return true; default: return pending != nil }
     }
 
-    /// The longest line accepted now (RFC 4954 §4 allows AUTH lines of 12288 octets).
-    public var lineLimit: Int {
-        if case .authContinuation = phase { return settings.limits.authLine }
-        return settings.limits.authLine   // AUTH PLAIN with an initial response is a command line
-    }
+    /// The longest line the framer accepts: RFC 4954 §4 allows AUTH lines (continuations and
+    /// AUTH with an initial response) of 12288 octets; other commands are held to 512 in
+    /// `received(line:)`.
+    public var lineLimit: Int { settings.limits.authLine }
 
     /// The protocol name for Received: (RFC 3848).
     public var protocolName: String {
@@ -530,9 +529,11 @@ public struct SMTPSession: Sendable {
         return [.reply(reply)]
     }
 
+    private static let countedVerbs: Set<String> = ["ehlo", "helo", "mail", "rcpt", "data", "rset", "noop", "quit", "vrfy", "expn", "help", "auth", "starttls"]
+
     private mutating func count(_ verb: String) {
         let v = verb.lowercased()
-        let key = ["ehlo", "helo", "mail", "rcpt", "data", "rset", "noop", "quit", "vrfy", "expn", "help", "auth", "starttls"].contains(v) ? v : "unknown"
+        let key = SMTPSession.countedVerbs.contains(v) ? v : "unknown"
         if let i = counts.firstIndex(where: { $0.0 == key }) { counts[i].1 += 1 } else { counts.append((key, 1)) }
     }
 

@@ -55,11 +55,6 @@ public final class Gateway: Service, Sendable {
             .joined(separator: ", ")
     }
 
-    /// The bound listeners (port 0 in the configuration becomes the real port here).
-    public var boundListeners: [(kind: ListenerKind, host: String, port: Int)] {
-        server.listeners.map { ($0.kind, $0.address.ipAddress ?? "", $0.address.port ?? 0) }
-    }
-
     public static func start(_ settings: GatewaySettings, logger: Logger) async throws -> Gateway {
         let c = settings.smtpd
         var hostname = c.hostname
@@ -113,15 +108,19 @@ public final class Gateway: Service, Sendable {
         // first client asks; a backend that is down now is not fatal: clients get 451 until it
         // is back, and the next connection learns its extensions.
         do {
-            // Opened from the loop itself: the connection's reply handler is loop-confined.
+            // Opened, read and closed on the loop itself (the connection is loop-confined);
+            // only its extensions come back.
             let loop = group.next()
-            let b = try await loop.flatSubmit {
+            let capabilities = try await loop.flatSubmit {
                 BackendConnection.open(host: c.backendHost, port: c.backendPort, on: loop,
                                        timeout: .seconds(min(c.backendTimeoutSeconds, 10)), heloName: hostname)
+                    .map { b in
+                        b.quit()
+                        return b.capabilities
+                    }
             }.get()
-            services.backendDSN.withLockedValue { $0 = b.capabilities["DSN"] != nil }
-            logger.info("backend \(c.backendHost):\(c.backendPort) offers: \(b.capabilities.keys.sorted().joined(separator: " "))")
-            try? await b.channel.eventLoop.submit { b.quit() }.get()
+            services.backendDSN.withLockedValue { $0 = capabilities["DSN"] != nil }
+            logger.info("backend \(c.backendHost):\(c.backendPort) offers: \(capabilities.keys.sorted().joined(separator: " "))")
         } catch {
             logger.warning("backend \(c.backendHost):\(c.backendPort) not reachable at start: \(error); clients get 451 until it is")
         }

@@ -23,6 +23,8 @@ public final class GatewayServices: @unchecked Sendable {
     public let logger: Logger
     let throttle: NIOLockedValueBox<AuthThrottle>
     let sessionCounter = NIOLockedValueBox<UInt64>(0)
+    /// The process ID in base 36 and a dot: the first half of every session id.
+    let sessionPrefix = String(UInt64(getpid()), radix: 36, uppercase: true) + "."
     /// DSN offered by the backend at its last EHLO (passed through only then).
     let backendDSN = NIOLockedValueBox(false)
     let draining = NIOLockedValueBox(false)
@@ -59,8 +61,7 @@ public final class GatewayServices: @unchecked Sendable {
     /// A short unique id per session for log lines and Received: (like a Postfix queue id).
     func nextSessionID() -> String {
         let n = sessionCounter.withLockedValue { $0 += 1; return $0 }
-        let pid = UInt64(getpid())
-        return String(pid, radix: 36, uppercase: true) + "." + String(n, radix: 36, uppercase: true)
+        return sessionPrefix + String(n, radix: 36, uppercase: true)
     }
 
     /// The settings of one session: AUTH outside TLS is allowed for loopback clients only

@@ -217,25 +217,6 @@ final class MapTests: XCTestCase {
         w.close()
     }
 
-    func testNonWaitingLookupSaysBusyWhileAWriterHoldsTheLock() throws {
-        let path = dir + "/nb.db"
-        let w = try MapWriter(path: path, format: MapFormat())
-        try w.commit([.put(a("10.0.0.2"), expiry: 77)])
-        w.close()
-        let r = MapReader(path: path, format: MapFormat())
-        // A writer's exclusive flock (what rpc.dracd and dracctl hold while they write).
-        let fd = open(path, O_RDONLY)
-        defer { close(fd) }
-        XCTAssertEqual(flock(fd, LOCK_EX), 0)
-        let start = Date()
-        XCTAssertThrowsError(try r.expiry(of: a("10.0.0.2"), wait: false)) { e in
-            XCTAssertEqual((e as? MapError)?.code, .busy)
-        }
-        XCTAssertLessThan(Date().timeIntervalSince(start), 0.5, "the non-waiting lookup waited")
-        XCTAssertEqual(flock(fd, LOCK_UN), 0)
-        XCTAssertEqual(try r.expiry(of: a("10.0.0.2"), wait: false), 77)
-    }
-
     func testWatchedReaderSeesEverySameSizeWriteWithoutReopeningOtherwise() throws {
         let path = dir + "/w.db"
         // The long-lived writer, as rpc.dracd runs it: in place, no generation bumps.

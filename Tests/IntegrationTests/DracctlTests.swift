@@ -14,11 +14,7 @@ final class DracctlTests: XCTestCase {
         dir = makeTempDir("ctl")
     }
 
-    func makeMap() throws {
-        // rpc.dracd creates the map; without rpcbind, on a fixed loopback port.
-        let d = try DracdInstance(dir: dir, args: ["-o", "rpcbind=no", "-o", "listen=127.0.0.1", "-a", dir + "/none.allow"])
-        _ = d.stop()
-    }
+    func makeMap() throws { try createMap(in: dir) }
 
     func testAddListCheckDelRoundTrip() throws {
         try makeMap()

@@ -200,6 +200,20 @@ final class SMTPClient {
     }
 }
 
+/// A raw client that has read the greeting and said EHLO (each step asserted).
+func ehloClient(port: Int, source: String, file: StaticString = #filePath, line: UInt = #line) throws -> SMTPClient {
+    let c = try XCTUnwrap(SMTPClient(port: port, source: source), file: file, line: line)
+    XCTAssertEqual(c.reply()?.code, 220, file: file, line: line)
+    XCTAssertEqual(c.command("EHLO client.test").code, 250, file: file, line: line)
+    return c
+}
+
+/// An empty map, created the way it is in production: rpc.dracd (no rpcbind) starts and stops.
+func createMap(in dir: String) throws {
+    let d = try DracdInstance(dir: dir, args: ["-o", "rpcbind=no", "-o", "listen=127.0.0.1", "-a", dir + "/none.allow"])
+    _ = d.stop()
+}
+
 /// swaks with the usual test options; returns its result (exit 0 = the message was accepted).
 func swaks(_ port: Int, _ args: [String], source: String = "127.0.0.1") -> CommandResult {
     runCommand("swaks", ["--server", "127.0.0.1:\(port)", "--local-interface", source, "--timeout", "20", "--hide-informational"] + args, timeout: 60)

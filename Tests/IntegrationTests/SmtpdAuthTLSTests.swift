@@ -47,11 +47,8 @@ final class SmtpdAuthTLSTests: XCTestCase {
         }
     }
 
-    func ehloClient(_ source: String, port: Int? = nil) throws -> SMTPClient {
-        let c = try XCTUnwrap(SMTPClient(port: port ?? smtpd.port, source: source))
-        XCTAssertEqual(c.reply()?.code, 220)
-        XCTAssertEqual(c.command("EHLO client.test").code, 250)
-        return c
+    func ehloClient(_ source: String, port: Int? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> SMTPClient {
+        try IntegrationTests.ehloClient(port: port ?? smtpd.port, source: source, file: file, line: line)
     }
 
     // MARK: - Mechanisms through real clients

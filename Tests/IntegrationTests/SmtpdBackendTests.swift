@@ -32,11 +32,8 @@ final class SmtpdBackendTests: XCTestCase {
         ] + settings, listen: listen)
     }
 
-    func client(_ source: String = SmtpdBackendTests.trusted) throws -> SMTPClient {
-        let c = try XCTUnwrap(SMTPClient(port: smtpd.port, source: source))
-        XCTAssertEqual(c.reply()?.code, 220)
-        XCTAssertEqual(c.command("EHLO client.test").code, 250)
-        return c
+    func client(_ source: String = SmtpdBackendTests.trusted, file: StaticString = #filePath, line: UInt = #line) throws -> SMTPClient {
+        try ehloClient(port: smtpd.port, source: source, file: file, line: line)
     }
 
     /// SIGTERM with only idle clients left: drac-smtpd says 421 to them and exits 0 at once.

@@ -31,11 +31,8 @@ final class SmtpdLimitsTests: XCTestCase {
         ] + settings)
     }
 
-    func client(_ source: String = SmtpdLimitsTests.trusted) throws -> SMTPClient {
-        let c = try XCTUnwrap(SMTPClient(port: smtpd.port, source: source))
-        XCTAssertEqual(c.reply()?.code, 220)
-        XCTAssertEqual(c.command("EHLO client.test").code, 250)
-        return c
+    func client(_ source: String = SmtpdLimitsTests.trusted, file: StaticString = #filePath, line: UInt = #line) throws -> SMTPClient {
+        try ehloClient(port: smtpd.port, source: source, file: file, line: line)
     }
 
     /// A whole transaction to a remote recipient on `c`; returns the reply to the end of data.
