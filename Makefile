@@ -1,4 +1,5 @@
-# Makefile -- build, test and install rpc.dracd, dracctl and drac-smtpd.
+# Makefile -- build, test and install rpc.dracd, dracctl, drac-smtpd and
+# drac-pop3d.
 #
 #   make                      build the programs (swift build -c release)
 #   make test                 run scripts/test
@@ -11,7 +12,7 @@
 #   make install PREFIX=/usr DESTDIR=/tmp/stage
 # Note: the programs look for /etc/drac/drac.conf whatever SYSCONFDIR is;
 # use "rpc.dracd -c FILE" when the config file is installed elsewhere (the
-# drac-smtpd init files pass -c $(SYSCONFDIR)/drac/drac.conf).
+# drac-smtpd and drac-pop3d init files pass -c $(SYSCONFDIR)/drac/drac.conf).
 #
 # "make install" does not build: run "make" first as the normal user, then
 # "make install" as root.
@@ -29,11 +30,11 @@ SYSTEMDDIR ?= /lib/systemd/system
 INITDIR    ?= /etc/init.d
 DESTDIR    ?=
 
-PROGRAMS   = rpc.dracd dracctl drac-smtpd
+PROGRAMS   = rpc.dracd dracctl drac-smtpd drac-pop3d
 MAN5       = docs/drac.conf.5
-MAN8       = docs/rpc.dracd.8 docs/dracctl.8 docs/drac-smtpd.8
+MAN8       = docs/rpc.dracd.8 docs/dracctl.8 docs/drac-smtpd.8 docs/drac-pop3d.8
 # Daemons with a systemd unit (init/NAME.service) and a SysV script (init/NAME.init).
-DAEMONS    = rpc.dracd drac-smtpd
+DAEMONS    = rpc.dracd drac-smtpd drac-pop3d
 
 # Where "swift build -c release" puts the binaries (normally .build/release).
 # Asked of swift once, and only when a recipe needs it; set BUILDBINDIR=...
@@ -49,6 +50,7 @@ build:
 	$(SWIFT) build -c release $(SWIFTFLAGS) --product rpc.dracd
 	$(SWIFT) build -c release $(SWIFTFLAGS) --product dracctl
 	$(SWIFT) build -c release $(SWIFTFLAGS) --product drac-smtpd
+	$(SWIFT) build -c release $(SWIFTFLAGS) --product drac-pop3d
 
 test:
 	scripts/test

@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "rpc.dracd", targets: ["rpc.dracd"]),
         .executable(name: "dracctl", targets: ["dracctl"]),
         .executable(name: "drac-smtpd", targets: ["drac-smtpd"]),
+        .executable(name: "drac-pop3d", targets: ["drac-pop3d"]),
         .library(name: "DRACCore", targets: ["DRACCore"]),
         .library(name: "DRACRPC", targets: ["DRACRPC"]),
     ],
@@ -18,12 +19,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
     ],
     targets: [
         // C libraries fixed by the design. Only DRACMap, DRACRPC and SASLAuth import these.
         .systemLibrary(name: "CTirpc", pkgConfig: "libtirpc", providers: [.apt(["libtirpc-dev"])]),
         .systemLibrary(name: "CBerkeleyDB", providers: [.apt(["libdb-dev"])]),
         .systemLibrary(name: "CSASL", pkgConfig: "libsasl2", providers: [.apt(["libsasl2-dev"])]),
+        // glibc's <sys/fsuid.h> (setfsuid/setfsgid), for drac-pop3d's system-user mode.
+        .systemLibrary(name: "CLinux"),
 
         // Pure Swift: addresses, CIDR, allow list, map encoding, expiry, configuration. No I/O, no C.
         .target(name: "DRACCore"),
@@ -58,9 +62,14 @@ let package = Package(
         // Pure POP3: command parser, responses, limits, maildrop view, dot-stuffing, session state
         // machine. Uses SMTPCore's pure helpers (Base64, AuthResult, AuthThrottle), nothing with I/O.
         .target(name: "POP3Core", dependencies: ["DRACCore", "SMTPCore"]),
+        // Maildir and mbox maildrops on disk: locking, unique-ids, streaming, UPDATE.
+        .target(name: "MaildropStore", dependencies: [
+            "POP3Core", "DRACCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // The listener layer shared by drac-smtpd and drac-pop3d: bind, limits, TLS, drain.
         .target(name: "MailServerKit", dependencies: [
-            "DRACCore",
+            "DRACCore", "SASLAuth", "SMTPCore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -79,6 +88,23 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: [.swiftLanguageMode(.v5)]),
+        // drac-pop3d's NIO glue: connection handler, DRAC notifier, privileges, the Service.
+        .target(name: "POP3Server", dependencies: [
+            "DRACCore", "DRACRPC", "POP3Core", "SMTPCore", "SASLAuth", "MailServerKit", "MaildropStore", "CLinux",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .executableTarget(name: "drac-pop3d", dependencies: [
+            "POP3Server", "DRACCore", "DRACLog",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .executableTarget(name: "drac-smtpd", dependencies: [
             "SMTPGateway", "DRACCore", "DRACLog",
             .product(name: "Logging", package: "swift-log"),
@@ -104,6 +130,12 @@ let package = Package(
         .testTarget(name: "SASLAuthTests", dependencies: ["SASLAuth"]),
         .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore", "DRACCore"]),
         .testTarget(name: "POP3CoreTests", dependencies: ["POP3Core", "SMTPCore", "DRACCore"]),
+        .testTarget(name: "MaildropStoreTests", dependencies: ["MaildropStore", "POP3Core"]),
+        .testTarget(name: "POP3ServerTests", dependencies: [
+            "POP3Server", "DRACRPC", "DRACCore",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
         // Starts real processes (rpcbind, rpc.dracd, Postfix tools) from threads: Swift 5 mode.
         .testTarget(name: "IntegrationTests", dependencies: [
             "DRACCore", "DRACRPC", "DRACMap",

@@ -115,6 +115,31 @@ public enum ConfigKey: String, CaseIterable, Sendable {
     case smtpdAuthFailureLimit = "smtpd_auth_failure_limit"
     case smtpdAuthFailureMaxDelay = "smtpd_auth_failure_max_delay"
     case smtpdShutdownGrace = "smtpd_shutdown_grace"
+
+    // drac-pop3d (POP3DConfig)
+    case pop3dListen = "pop3d_listen"
+    case pop3dHostname = "pop3d_hostname"
+    case pop3dMailLocation = "pop3d_mail_location"
+    case pop3dMailUser = "pop3d_mail_user"
+    case pop3dMboxFromUnquote = "pop3d_mbox_from_unquote"
+    case pop3dTLSCertFile = "pop3d_tls_cert_file"
+    case pop3dTLSKeyFile = "pop3d_tls_key_file"
+    case pop3dPlaintextRequiresTLS = "pop3d_plaintext_requires_tls"
+    case pop3dSASLMechanisms = "pop3d_sasl_mechanisms"
+    case pop3dSASLPwcheckMethod = "pop3d_sasl_pwcheck_method"
+    case pop3dSASLDBPath = "pop3d_sasldb_path"
+    case pop3dSaslauthdPath = "pop3d_saslauthd_path"
+    case pop3dSASLRealm = "pop3d_sasl_realm"
+    case pop3dUseDrac = "pop3d_use_drac"
+    case pop3dDracRefresh = "pop3d_drac_refresh"
+    case pop3dTimeout = "pop3d_timeout"
+    case pop3dCommandsBeforeLogin = "pop3d_commands_before_login"
+    case pop3dFailedLogins = "pop3d_failed_logins"
+    case pop3dAuthFailureLimit = "pop3d_auth_failure_limit"
+    case pop3dAuthFailureMaxDelay = "pop3d_auth_failure_max_delay"
+    case pop3dMaxConnections = "pop3d_max_connections"
+    case pop3dMaxConnectionsPerClient = "pop3d_max_connections_per_client"
+    case pop3dShutdownGrace = "pop3d_shutdown_grace"
 }
 
 extension ConfigSource.Entry {

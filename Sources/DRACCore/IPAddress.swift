@@ -224,3 +224,24 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         return v
     }
 }
+
+/// The `ADDRESS:PORT` part of a listener setting (`*:25`, `127.0.0.1:110`, `[::1]:995`): nil
+/// address means every address. Names are not accepted: a listener binds a literal address.
+public enum ListenAddress {
+    public static func parse(_ text: Substring) -> (address: IPAddress?, port: Int)? {
+        guard let c = text.lastIndex(of: ":") else { return nil }
+        let digits = text[text.index(after: c)...]
+        guard !digits.isEmpty, digits.count <= 5, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+              let port = Int(digits), port <= 65535 else { return nil }
+        var host = text[..<c]
+        if host.first == "[" && host.last == "]" { host = host.dropFirst().dropLast() }
+        if host == "*" { return (nil, port) }
+        guard let a = IPAddress(String(host)) else { return nil }
+        return (a, port)
+    }
+
+    /// The setting's form of an address: `*`, `127.0.0.1`, `[::1]`.
+    public static func text(_ address: IPAddress?) -> String {
+        address.map { $0.isV4 ? $0.text : "[\($0.text)]" } ?? "*"
+    }
+}

@@ -118,6 +118,8 @@ public final class MailServer<Kind: Sendable>: Service, Sendable {
                         .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                         .childChannelOption(ChannelOptions.autoRead, value: false)
                         .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+                        // Replies are written whole; Nagle would hold the next one back a round trip.
+                        .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
                         .childChannelInitializer { channel in initializer(channel, kind) }
                     if host.contains(":") {
                         b = b.serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)

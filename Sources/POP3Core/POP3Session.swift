@@ -363,6 +363,14 @@ public struct POP3Session: Sendable {
         return closeSession(reason: "Server shutting down", response: .err(.sysTemp, "Server shutting down."))
     }
 
+    /// The handler ends the session for a reason of its own (the per-address failed-login
+    /// limit): the disconnect log line, then `response` and close. Nothing is deleted.
+    public mutating func disconnect(reason: String, response: POP3Response?) -> [POP3Action] {
+        if phase == .closed { return [] }
+        waiting = nil
+        return closeSession(reason: reason, response: response)
+    }
+
     /// The connection is gone (the peer closed it, a write failed). Returns the disconnect log
     /// line. Nothing is deleted, unless QUIT's deletions are already being committed: that
     /// UPDATE completes (RFC 1939 §6 only needs the QUIT), and `deletionsCommitted` logs.
@@ -691,7 +699,7 @@ public struct POP3Session: Sendable {
     }
 
     /// Text from a peer or a backend as a log line may show it: no control characters, bounded.
-    static func logSafe(_ s: String, max: Int = 128) -> String {
+    public static func logSafe(_ s: String, max: Int = 128) -> String {
         var out = ""
         for ch in s.unicodeScalars.prefix(max) {
             out.unicodeScalars.append(ch.value < 0x20 || ch.value == 0x7F ? "?" : ch)

@@ -16,27 +16,13 @@ public struct ListenerSpec: Sendable, Equatable, CustomStringConvertible {
 
     public init?(_ text: String) {
         guard let c1 = text.firstIndex(of: ":"), let kind = ListenerKind(rawValue: String(text[..<c1]).lowercased()) else { return nil }
-        let rest = text[text.index(after: c1)...]
-        guard let c2 = rest.lastIndex(of: ":") else { return nil }
-        let digits = rest[rest.index(after: c2)...]
-        guard !digits.isEmpty, digits.count <= 5, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
-              let port = Int(digits), port <= 65535 else { return nil }
-        var host = rest[..<c2]
-        if host.first == "[" && host.last == "]" { host = host.dropFirst().dropLast() }
-        if host == "*" {
-            address = nil
-        } else {
-            guard let a = IPAddress(String(host)) else { return nil }
-            address = a
-        }
+        guard let (address, port) = ListenAddress.parse(text[text.index(after: c1)...]) else { return nil }
         self.kind = kind
+        self.address = address
         self.port = port
     }
 
-    public var description: String {
-        let host = address.map { $0.isV4 ? $0.text : "[\($0.text)]" } ?? "*"
-        return "\(kind.rawValue):\(host):\(port)"
-    }
+    public var description: String { "\(kind.rawValue):\(ListenAddress.text(address)):\(port)" }
 }
 
 public struct SMTPDConfig: Sendable, Equatable {

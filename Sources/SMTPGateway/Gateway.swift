@@ -23,15 +23,7 @@ public struct GatewaySettings: Sendable {
     public var smtpd: SMTPDConfig
 
     public static func load(configFile: String?, overrides: [String]) throws -> GatewaySettings {
-        var source = ConfigSource()
-        let path = configFile ?? DRACConfig.defaultPath
-        if configFile != nil || FileManager.default.fileExists(atPath: path) {
-            guard let data = FileManager.default.contents(atPath: path), data.count <= 1 << 20 else {
-                throw GatewayStartError("cannot read configuration file \(path)")
-            }
-            try source.parseFile(String(decoding: data, as: UTF8.self), name: path)
-        }
-        for o in overrides { try source.parseOverride(o) }
+        let source = try ConfigFile.source(configFile: configFile, overrides: overrides)
         return GatewaySettings(dracConfig: try DRACConfig(source), smtpd: try SMTPDConfig(source))
     }
 }

@@ -560,27 +560,6 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     }
 }
 
-/// Carries a SASL session to and from the thread pool.
-struct SASLBox: @unchecked Sendable {
-    let session: (any SASLSession)?
-    init(_ s: (any SASLSession)?) { session = s }
-}
-
-extension AuthResult {
-    init(_ o: SASLOutcome) {
-        switch o {
-        case .challenge(let b): self = .challenge(b)
-        case .success(let id): self = .success(identity: id)
-        case .failure(.badCredentials), .failure(.cancelled): self = .badCredentials
-        case .failure(.malformed): self = .malformed
-        case .failure(.unknownMechanism): self = .unknownMechanism
-        case .failure(.tooWeak): self = .tooWeak
-        case .failure(.temporary(let why)): self = .temporary(why)
-        }
-    }
-}
-
-
 /// RFC 5322 §3.3 date in UTC, e.g. `Tue, 24 Nov 2026 10:00:00 +0000`.
 func rfc5322Date() -> String {
     var t = time(nil)

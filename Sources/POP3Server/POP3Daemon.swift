@@ -1,0 +1,141 @@
+// drac-pop3d as a Service: settings, SASL, TLS, listeners, then the privilege drop.
+import DRACCore
+import Foundation
+import Logging
+import MailServerKit
+import MaildropStore
+import NIOCore
+import NIOPosix
+import NIOSSL
+import POP3Core
+import SASLAuth
+import ServiceLifecycle
+
+public struct POP3StartError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Everything drac-pop3d reads from drac.conf: the shared keys (syslog, rpc_servers,
+/// rpc_timeout) and its own pop3d_* keys.
+public struct POP3DaemonSettings: Sendable {
+    public var dracConfig: DRACConfig
+    public var pop3d: POP3DConfig
+
+    public static func load(configFile: String?, overrides: [String]) throws -> POP3DaemonSettings {
+        let source = try ConfigFile.source(configFile: configFile, overrides: overrides)
+        return POP3DaemonSettings(dracConfig: try DRACConfig(source), pop3d: try POP3DConfig(source))
+    }
+}
+
+public final class POP3Daemon: Service, Sendable {
+    public let services: POP3Services
+    let server: MailServer<POP3ListenerKind>
+    let group: MultiThreadedEventLoopGroup
+    let threadPool: NIOThreadPool
+
+    init(services: POP3Services, server: MailServer<POP3ListenerKind>, group: MultiThreadedEventLoopGroup, threadPool: NIOThreadPool) {
+        self.services = services
+        self.server = server
+        self.group = group
+        self.threadPool = threadPool
+    }
+
+    /// Where we listen, as `pop3 127.0.0.1:110, pop3s [::]:995`.
+    public var listenerDescription: String {
+        server.listeners.map { "\($0.kind.rawValue) \($0.address.ipAddress.map { $0.contains(":") ? "[\($0)]" : $0 } ?? "?"):\($0.address.port ?? 0)" }
+            .joined(separator: ", ")
+    }
+
+    public static func start(_ settings: POP3DaemonSettings, logger: Logger) async throws -> POP3Daemon {
+        let c = settings.pop3d
+        var hostname = c.hostname
+        if hostname.isEmpty {
+            var buf = [CChar](repeating: 0, count: 256)
+            gethostname(&buf, buf.count)
+            hostname = String(cString: buf)
+        }
+        let template: MailLocationTemplate
+        do { template = try MailLocationTemplate(c.mailLocation) } catch {
+            throw POP3StartError("pop3d_mail_location: \(error)")
+        }
+        var mailUser: SystemUser? = nil
+        if !c.mailUser.isEmpty {
+            guard let u = SystemUser.lookup(c.mailUser) else { throw POP3StartError("pop3d_mail_user: no such user \(c.mailUser)") }
+            guard u.uid != 0 else { throw POP3StartError("pop3d_mail_user must not be root") }
+            if template.usesHome {
+                throw POP3StartError("pop3d_mail_location uses the home directory (%h or ~), which virtual users (pop3d_mail_user) do not have; use a path such as maildir:/var/mail/%d/%n")
+            }
+            mailUser = u
+        }
+        var tls: NIOSSLContext? = nil
+        if let cert = c.tlsCertFile, let key = c.tlsKeyFile {
+            do { tls = try TLSFiles.serverContext(certificate: cert, key: key) } catch {
+                throw POP3StartError("TLS certificate \(cert) / key \(key): \(error)")
+            }
+        }
+        var sasl: (any SASLServerFactory)? = nil
+        do {
+            var sc = CyrusSASLConfig()
+            sc.pwcheckMethod = c.saslPwcheckMethod
+            sc.sasldbPath = c.sasldbPath
+            sc.saslauthdPath = c.saslauthdPath
+            // USER/PASS goes through sasl_checkpass, which needs no mechanism; with none
+            // configured AUTH is simply not offered.
+            sc.mechanisms = c.saslMechanisms.isEmpty ? ["PLAIN"] : c.saslMechanisms
+            sc.realm = c.saslRealm
+            sasl = try CyrusSASLServer(config: sc)
+        } catch {
+            throw POP3StartError("Cyrus SASL: \(error)")
+        }
+        let notifier = c.useDrac
+            ? DRACNotifier(servers: settings.dracConfig.rpcServers, timeout: Double(settings.dracConfig.rpcTimeoutSeconds), logger: logger)
+            : nil
+        let threadPool = NIOThreadPool(numberOfThreads: max(4, System.coreCount * 2))
+        threadPool.start()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let services = POP3Services(config: c, hostname: hostname, sasl: sasl, tls: tls, template: template,
+                                    mailUser: mailUser, notifier: notifier, threadPool: threadPool, logger: logger)
+        let server: MailServer<POP3ListenerKind>
+        do {
+            server = try await MailServer<POP3ListenerKind>.bind(
+                c.listeners.map { ($0.kind, $0.address, $0.port) }, group: group, registry: services.registry,
+                grace: .seconds(c.shutdownGraceSeconds), logger: logger, name: "drac-pop3d"
+            ) { channel, kind in
+                channel.eventLoop.makeCompletedFuture {
+                    let ops = channel.pipeline.syncOperations
+                    if kind == .pop3s, let tls = services.tls {
+                        try ops.addHandler(NIOSSLServerHandler(context: tls))
+                    }
+                    try ops.addHandler(POP3ConnectionHandler(services: services, kind: kind))
+                }
+            }
+        } catch {
+            try? await group.shutdownGracefully()
+            try? await threadPool.shutdownGracefully()
+            throw POP3StartError("cannot listen: \(error)")
+        }
+        // Listening sockets are open: from here on we need root no more (virtual users).
+        if let u = mailUser {
+            do { try Privileges.become(u) } catch {
+                try? await group.shutdownGracefully()
+                try? await threadPool.shutdownGracefully()
+                throw POP3StartError("\(error)")
+            }
+        }
+        let d = POP3Daemon(services: services, server: server, group: group, threadPool: threadPool)
+        let who = mailUser.map { "serving as \($0.name) (uid \($0.uid))" } ?? "system users (each maildrop as its owner)"
+        logger.info("started: \(d.listenerDescription); maildrops \(c.mailLocation), \(who); SASL \(c.saslPwcheckMethod), AUTH \(c.saslMechanisms.joined(separator: " "))\(tls != nil ? ", TLS" : ", no TLS"); DRAC \(c.useDrac ? settings.dracConfig.rpcServers.joined(separator: " ") : "off")")
+        return d
+    }
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await server.run()
+        } onGracefulShutdown: {
+            self.services.draining.withLockedValue { $0 = true }
+        }
+        try? await group.shutdownGracefully()
+        try? await threadPool.shutdownGracefully()
+    }
+}

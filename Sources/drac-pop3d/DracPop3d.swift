@@ -1,0 +1,71 @@
+// drac-pop3d: the POP3 server that records authenticated clients in DRAC. Options -> settings ->
+// listeners; the work is in POP3Server.
+import ArgumentParser
+import DRACCore
+import DRACLog
+import Foundation
+import Logging
+import POP3Server
+import ServiceLifecycle
+
+@main
+struct DracPop3d: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drac-pop3d",
+        abstract: "POP3 server (RFC 1939, STLS, SASL) that adds every authenticated client to rpc.dracd for pop-before-SMTP.",
+        discussion: "Runs in the foreground (for systemd or the SysV script). Reads the pop3d_* keys, rpc_servers and rpc_timeout of drac.conf. See drac-pop3d(8) and drac.conf(5).")
+
+    @Option(name: .customShort("c"), help: "Configuration file (default /etc/drac/drac.conf).")
+    var configFile: String?
+
+    @Option(name: .customShort("o"), help: ArgumentHelp("Set a drac.conf key (repeatable).", valueName: "key=value"))
+    var overrides: [String] = []
+
+    @Flag(name: .customShort("v"), help: "Also log to stderr.")
+    var verbose = false
+
+    func run() async throws {
+        let settings: POP3DaemonSettings
+        do {
+            settings = try POP3DaemonSettings.load(configFile: configFile, overrides: overrides)
+        } catch {
+            fail("\(error)")
+        }
+        let stderrIsJournal = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
+        SyslogLogHandler.bootstrap(ident: "drac-pop3d", facility: settings.dracConfig.syslogFacility,
+                                   alsoStderr: verbose && !stderrIsJournal)
+        let logger = Logger(label: "drac-pop3d")
+        // Settings are read at start only: a reload is a restart (drac-pop3d(8)).
+        signal(SIGHUP, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        raiseOpenFileLimit(to: settings.pop3d.maxConnections * 2 + 64, logger: logger)
+        let daemon: POP3Daemon
+        do {
+            daemon = try await POP3Daemon.start(settings, logger: logger)
+        } catch {
+            logger.error("cannot start: \(error)")
+            fail("\(error)")
+        }
+        printStderr("drac-pop3d: ready on \(daemon.listenerDescription)\n")
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: daemon)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+    }
+
+    /// Each session holds its socket and, while reading a message, one file.
+    func raiseOpenFileLimit(to wanted: Int, logger: Logger) {
+        var r = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0, r.rlim_cur < rlim_t(wanted) else { return }
+        r.rlim_cur = min(rlim_t(wanted), r.rlim_max)
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) != 0 || r.rlim_cur < rlim_t(wanted) {
+            logger.warning("open file limit \(r.rlim_cur) is below the \(wanted) that pop3d_max_connections needs")
+        }
+    }
+
+    func fail(_ message: String) -> Never {
+        printStderr("drac-pop3d: \(message)\n")
+        Foundation.exit(1)
+    }
+}
