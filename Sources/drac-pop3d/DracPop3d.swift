@@ -9,7 +9,7 @@ import POP3Server
 import ServiceLifecycle
 
 @main
-struct DracPop3d: AsyncParsableCommand {
+struct DracPop3d: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drac-pop3d",
         abstract: "POP3 server (RFC 1939, STLS, SASL) that adds every authenticated client to rpc.dracd for pop-before-SMTP.",
@@ -24,7 +24,23 @@ struct DracPop3d: AsyncParsableCommand {
     @Flag(name: .customShort("v"), help: "Also log to stderr.")
     var verbose = false
 
-    func run() async throws {
+    /// Synchronous on purpose: an async main would end the main thread (dispatch_main calls
+    /// pthread_exit), and a dead thread keeps the credentials it died with. Then the process
+    /// (whose /proc status and `ps` line are the main thread's) would still show root after
+    /// the privilege drop. Here the main thread waits, alive, and setuid reaches it too.
+    func run() throws {
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var failure: Error?
+        let command = self
+        Task {
+            do { try await command.serve() } catch { failure = error }
+            done.signal()
+        }
+        done.wait()
+        if let failure { throw failure }
+    }
+
+    func serve() async throws {
         let settings: POP3DaemonSettings
         do {
             settings = try POP3DaemonSettings.load(configFile: configFile, overrides: overrides)
