@@ -172,6 +172,8 @@ final class MaildirSession: MaildropSession {
         var created = raw >= 0
         if raw == -EEXIST {
             raw = sysOpenAt(root, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK)
+            // flock needs no write access: a lock file made by another user (root) will do.
+            if raw == -EACCES { raw = sysOpenAt(root, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) }
             created = false
         }
         if raw < 0 { throw ioError(lockPath, "cannot open the session lock file", -raw) }

@@ -30,11 +30,14 @@ final class MboxSession: MaildropSession {
     private let recordIndex: [Int]
     /// The file size the scan covered; what lies after it arrived during the session.
     private let scannedEnd: Int64
+    /// Opened without write access: messages can be read, not deleted.
+    private let readOnly: Bool
     private var committed = false
     private var closed = false
 
     private init(path: String, fd: Descriptor, options: MaildropOptions, dev: UInt64, ino: UInt64,
-                 records: [MboxRecord], scannedEnd: Int64, warnings: [String]) {
+                 records: [MboxRecord], scannedEnd: Int64, readOnly: Bool, warnings: [String]) {
+        self.readOnly = readOnly
         self.path = path
         self.fromUnquote = options.mboxFromUnquote
         self.fd = fd
@@ -56,7 +59,15 @@ final class MboxSession: MaildropSession {
         for _ in 0..<3 {
             // O_NOFOLLOW: a server running as root must not follow a link planted in a home
             // directory; O_NONBLOCK: a FIFO must not hang us (no effect on regular files).
-            let raw = sysOpen(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK)
+            var raw = sysOpen(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK)
+            var warnings: [String] = []
+            var readOnly = false
+            if raw == -EACCES || raw == -EROFS {
+                // Mail can still be read; UPDATE will fail (RFC 1939 §6 allows -ERR there).
+                warnings.append("\(path): \(errnoText(-raw)) for writing; opened read-only, deleting will fail")
+                readOnly = true
+                raw = sysOpen(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+            }
             if raw == -ENOENT { return EmptySession(path: path) }     // no mail yet: nothing to lock
             if raw == -ELOOP { throw .io("\(path): is a symbolic link; refused") }
             if raw < 0 { throw ioError(path, "cannot open mbox", -raw) }
@@ -68,7 +79,6 @@ final class MboxSession: MaildropSession {
                 if errno != EINTR { throw ioError(path, "flock", errno) }
             }
 
-            var warnings: [String] = []
             let locks = try DeliveryLocks.acquire(mboxPath: path, fd: raw, exclusive: false, options: options, warnings: &warnings)
             defer { locks.release() }
             guard let now = sysStat(path, followLinks: false), now.st_dev == st.st_dev, now.st_ino == st.st_ino else {
@@ -76,7 +86,7 @@ final class MboxSession: MaildropSession {
             }
             let (records, end) = try scan(fd: raw, path: path, unquote: options.mboxFromUnquote)
             return MboxSession(path: path, fd: fd, options: options, dev: UInt64(st.st_dev), ino: UInt64(st.st_ino),
-                               records: records, scannedEnd: end, warnings: warnings)
+                               records: records, scannedEnd: end, readOnly: readOnly, warnings: warnings)
         }
         throw .io("\(path): the mbox kept being replaced by another program while opening")
     }
@@ -155,6 +165,7 @@ final class MboxSession: MaildropSession {
         guard !numbers.isEmpty else { return }
         let wanted = try checkedNumbers(numbers, count: recordIndex.count, path: path)
         if committed { throw .io("\(path): maildrop already updated") }
+        if readOnly { throw .io("\(path): opened read-only (no write permission); nothing deleted") }
 
         var lockWarnings: [String] = []
         let locks: DeliveryLocks

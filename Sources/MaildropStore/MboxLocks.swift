@@ -123,6 +123,7 @@ struct Dotlock {
         let pid = getpid()
         let host = hostName()
         var pause = 0.01
+        var quickRetries = 0
 
         func impossible(_ e: Int32) -> Dotlock? {
             warnings.append("dotlock not possible in \(dir): \(errnoText(e)); used fcntl only")
@@ -161,8 +162,12 @@ struct Dotlock {
             }
             if linkErr != EEXIST && linkErr != 0 { throw ioError(lockPath, "cannot create dotlock", linkErr) }
 
-            // Someone holds it.
-            if removeIfStale(lockPath: lockPath, staleAge: staleAge, warnings: &warnings) { continue }
+            // Someone holds it. A stale lock removed (or one that vanished meanwhile) is retried
+            // at once, a bounded number of times.
+            if removeIfStale(lockPath: lockPath, staleAge: staleAge, warnings: &warnings) && quickRetries < 10 {
+                quickRetries += 1
+                continue
+            }
             let now = monotonicSeconds()
             if now >= deadline {
                 throw .io("\(mboxPath): locked by another program (dotlock \(lockPath) held for more than \(timeout) s)")

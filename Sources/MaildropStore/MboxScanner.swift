@@ -121,12 +121,17 @@ struct MboxScanner {
             switch phase {
             case .head:
                 let c = buf[i]
-                i += 1
                 if c == Self.lf {
+                    i += 1
                     endShortLine(next: base + Int64(i))
+                } else if head.isEmpty && c != Self.cr && (c != Self.fromSpace[0] || !prevEmpty) {
+                    // Neither an empty line nor a From line (the common case): nothing to hold
+                    // back, the line is taken whole below.
+                    beginOrdinaryLine()
                 } else {
+                    i += 1
                     head.append(c)
-                    if head.count == Self.fromSpace.count { decideHead() }
+                    decideHead()
                 }
             case .fromLine, .bodyLine, .preambleLine:
                 let j: Int
@@ -178,8 +183,20 @@ struct MboxScanner {
     private mutating func startLine(at pos: Int64, afterEmpty: Bool) {
         phase = .head
         lineStart = pos
-        head.removeAll(keepingCapacity: true)
+        if !head.isEmpty { head.removeAll(keepingCapacity: true) }
         prevEmpty = afterEmpty
+    }
+
+    /// The line is known to be neither empty nor a From line: what was held back goes first.
+    private mutating func beginOrdinaryLine() {
+        if current == nil {
+            preambleHasText = true
+            phase = .preambleLine
+            return
+        }
+        flushPending()
+        if !head.isEmpty { feedBody(head) }
+        phase = .bodyLine
     }
 
     /// A line that ended (LF at `next - 1`) while still in its first 5 octets.
@@ -200,9 +217,11 @@ struct MboxScanner {
         startLine(at: next, afterEmpty: empty)
     }
 
-    /// The first 5 octets of a line are in: a From line, or the rest of the line follows as is.
+    /// Another octet of a line's start is held back: decide what the line is as soon as that
+    /// is known (a From line needs all of "From ", an empty line is at most a CR).
     private mutating func decideHead() {
-        if prevEmpty && head == Self.fromSpace {
+        let maybeFrom = prevEmpty && Self.fromSpace.starts(with: head)
+        if maybeFrom && head.count == Self.fromSpace.count {
             if current != nil {
                 // The held-back empty line was the separator: not part of the message.
                 finishRecord(bodyEnd: pendingStart >= 0 ? pendingStart : lineStart, end: lineStart)
@@ -210,14 +229,10 @@ struct MboxScanner {
             current = Builder(start: lineStart, counter: POP3Octets.Counter(mboxFromUnquote: mboxFromUnquote))
             hashFrom(head)
             phase = .fromLine
-        } else if current == nil {
-            preambleHasText = true
-            phase = .preambleLine
-        } else {
-            flushPending()
-            feedBody(head)
-            phase = .bodyLine
+            return
         }
+        if maybeFrom || (head.count == 1 && head[0] == Self.cr) { return }    // not known yet
+        beginOrdinaryLine()
     }
 
     // MARK: - Message content
@@ -286,6 +301,22 @@ struct HeaderInfo: Equatable {
         "lines", "x-mozilla-status", "x-mozilla-status2", "x-mozilla-keys",
     ].map { Array($0.utf8) })
 
+    static let xUIDL: [UInt8] = Array("x-uidl".utf8)
+    static let xIMAP: [UInt8] = Array("x-imap".utf8)
+    static let xIMAPbase: [UInt8] = Array("x-imapbase".utf8)
+    static let subject: [UInt8] = Array("subject".utf8)
+
+    /// The subject of the pseudo message is "DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA".
+    static let internalDataMark: [UInt8] = Array("FOLDER INTERNAL DATA".utf8)
+
+    static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard !needle.isEmpty, haystack.count >= needle.count else { return needle.isEmpty }
+        for i in 0...(haystack.count - needle.count) where haystack[i] == needle[0] {
+            if haystack[i..<(i + needle.count)].elementsEqual(needle) { return true }
+        }
+        return false
+    }
+
     init(_ header: [UInt8]) {
         var md5 = Insecure.MD5()
         var uidl: String?
@@ -316,19 +347,24 @@ struct HeaderInfo: Equatable {
                 }
             }
             if let colon {
-                var value = Array(first[(colon + 1)...])
-                for k in (i + 1)..<j { value += lines[k] }
-                let trimmed = value.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
-                let text = String(decoding: trimmed, as: UTF8.self)
+                // The unfolded value, trimmed: only for the few fields looked at.
+                func value() -> [UInt8] {
+                    var v = Array(first[(colon + 1)...])
+                    for k in (i + 1)..<j { v += lines[k] }
+                    let isBlank: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 }
+                    guard let a = v.firstIndex(where: { !isBlank($0) }), let z = v.lastIndex(where: { !isBlank($0) }) else { return [] }
+                    return Array(v[a...z])
+                }
                 switch name {
-                case Array("x-uidl".utf8):
+                case Self.xUIDL:
+                    let text = String(decoding: value(), as: UTF8.self)
                     if uidl == nil && MessageInfo.isValidUID(text) { uidl = text }
-                case Array("x-imap".utf8):
+                case Self.xIMAP:
                     hasXIMAP = true
-                case Array("x-imapbase".utf8):
+                case Self.xIMAPbase:
                     hasXIMAPbase = true
-                case Array("subject".utf8):
-                    if text.contains("FOLDER INTERNAL DATA") { internalSubject = true }
+                case Self.subject:
+                    if Self.contains(value(), Self.internalDataMark) { internalSubject = true }
                 default:
                     break
                 }

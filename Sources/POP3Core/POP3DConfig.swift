@@ -127,7 +127,7 @@ public struct POP3DConfig: Sendable, Equatable {
         case .pop3dSaslauthdPath: saslauthdPath = e.value.isEmpty ? nil : try e.path(k)
         case .pop3dSASLRealm: saslRealm = e.value.isEmpty ? nil : e.value
         case .pop3dUseDrac: useDrac = try e.bool(k)
-        case .pop3dDracRefresh: dracRefreshSeconds = try e.duration(k, .minutes, min: 60, max: 86_400)
+        case .pop3dDracRefresh: dracRefreshSeconds = try e.duration(k, .minutes, min: 10, max: 86_400)
         case .pop3dTimeout:
             limits.autologoutSeconds = try e.duration(k, .minutes, min: 1, max: 86_400)
         case .pop3dCommandsBeforeLogin: limits.commandsBeforeLogin = try e.integer(k, min: 1, max: 1000)

@@ -287,6 +287,15 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
         guard let context, !closing else { return }
         closing = true
         refreshTimer?.cancel()
+        // The maildrop lock goes before the goodbye: a client that logs in again as soon as
+        // it reads QUIT's +OK must not find its own old session holding it ([IN-USE]).
+        // Unlocking and closing a descriptor do not block; no pool job uses it (not busy).
+        if !busy, let box = maildrop {
+            maildrop = nil
+            stream?.source.close()
+            stream = nil
+            box.session.close()
+        }
         if let r = response {
             context.writeAndFlush(wrapOutboundOut(buffer(r.encoded))).whenComplete { _ in context.close(promise: nil) }
         } else {
@@ -409,7 +418,8 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
             run(step { $0.messageUnavailable(reason: "no maildrop") })
             return
         }
-        let unquote = services.config.mboxFromUnquote
+        // mboxrd unquoting applies to mbox only; Maildir sizes are counted without it.
+        let unquote = box.session.usesMboxFromUnquote
         // Open and the first chunk in one job: most messages fit in one.
         offload({ () -> (MessageStream, ByteBuffer) in
             let source = try box.run { s in try s.openMessage(number) }

@@ -389,3 +389,53 @@ final class Pop3dTests: XCTestCase {
         }
     }
 }
+
+/// The DRAC add after login against real rpc.dracd instances (fixed ports, no rpcbind).
+final class Pop3dDracTests: XCTestCase {
+    override func setUpWithError() throws { try Env.requireSandbox() }
+
+    func site(_ name: String) -> String {
+        let dir = makeTempDir(name)
+        makeSASLDB(dir + "/sasldb2", users: ["alice": "wonderland"])
+        chmod(dir + "/sasldb2", 0o644)
+        try? FileManager.default.createDirectory(atPath: dir + "/mail/example.org/alice", withIntermediateDirectories: true)
+        XCTAssertEqual(runCommand("chown", ["-R", "nobody:nogroup", dir + "/mail"]).status, 0)
+        return dir
+    }
+
+    /// An IPv6 client is added with protocol version 2, and refreshed while its session lasts.
+    func testIPv6ClientAddedByV2AndRefreshedDuringTheSession() throws {
+        let dir = site("pop3-drac6")
+        let dracd = try DracdInstance(dir: dir, args: ["-o", "rpcbind=no", "-o", "listen=127.0.0.1", "-a", dir + "/missing.allow"])
+        defer { _ = dracd.stop() }
+        let p = try Pop3dInstance(dir: dir, settings: [
+            "pop3d_mail_user = nobody", "pop3d_use_drac = yes", "rpc_servers = 127.0.0.1:\(dracd.port)", "pop3d_drac_refresh = 10s",
+        ], listen: "pop3:[::1]:0")
+        defer { p.stop() }
+        let c = try POP3Raw.login(port: p.port, user: "alice@example.org", password: "wonderland", host: "::1")
+        XCTAssertTrue(eventually(10) { dumpMap(dracd.map)["::1"] != nil }, "map: \(dumpMap(dracd.map))\n\(p.log)\n\(dracd.log)")
+        XCTAssertTrue(dracd.log.contains("add ::1 from 127.0.0.1 udp v2"), dracd.log)
+        let first = Int(dumpMap(dracd.map)["::1"] ?? "") ?? 0
+        // The session stays open past the refresh interval: the entry is renewed.
+        XCTAssertTrue(eventually(20) { p.log.components(separatedBy: "drac add ::1 to 127.0.0.1:\(dracd.port): ok").count - 1 >= 2 }, p.log)
+        XCTAssertTrue(eventually(5) { (Int(dumpMap(dracd.map)["::1"] ?? "") ?? 0) > first }, "expiry not renewed: \(dumpMap(dracd.map))")
+        XCTAssertTrue(c.command("QUIT").hasPrefix("+OK"))
+    }
+
+    /// A server that refuses us (we are not in its allow list) is logged; the login succeeds.
+    func testRefusedAddIsLoggedAndTheLoginSucceeds() throws {
+        let dir = site("pop3-dracperm")
+        try "255.0.0.0 10.0.0.0\n".write(toFile: dir + "/ten.allow", atomically: true, encoding: .utf8)
+        let dracd = try DracdInstance(dir: dir, args: ["-o", "rpcbind=no", "-o", "listen=127.0.0.1", "-a", dir + "/ten.allow"])
+        defer { _ = dracd.stop() }
+        let p = try Pop3dInstance(dir: dir, settings: [
+            "pop3d_mail_user = nobody", "pop3d_use_drac = yes", "rpc_servers = 127.0.0.1:\(dracd.port)",
+        ])
+        defer { p.stop() }
+        let c = try POP3Raw.login(port: p.port, user: "alice@example.org", password: "wonderland", source: "127.0.0.4")
+        XCTAssertTrue(c.command("STAT").hasPrefix("+OK 0 0"))
+        XCTAssertTrue(eventually(10) { p.log.contains("drac add 127.0.0.4 to 127.0.0.1:\(dracd.port) refused: ADD_PERM") }, p.log)
+        XCTAssertNil(dumpMap(dracd.map)["127.0.0.4"])
+        XCTAssertTrue(c.command("QUIT").hasPrefix("+OK"))
+    }
+}

@@ -78,7 +78,7 @@ final class MboxScannerTests: XCTestCase {
 
     func testCRLFMbox() {
         let one = "Subject: one\r\n\r\nbody\r\n"
-        let two = "Subject: two\r\n\r\nFrom inside\r\nx\r\n"
+        let two = "Subject: two\r\n\r\nbody\r\nFrom inside\r\nx\r\n"
         let text = "From a@b Mon Jan  1 00:00:00 2024\r\n" + one + "\r\n" + "From c@d Mon Jan  1 00:00:00 2024\r\n" + two + "\r\n"
         XCTAssertEqual(check(text), [one, two])
     }

@@ -118,6 +118,20 @@ func readAll(_ source: MessageSource, bufferSize: Int = 4096) throws -> [UInt8] 
 
 func openFDCount() -> Int { listNames("/proc/self/fd").count }
 
+/// Descriptors of this process open on something under `dir` (robust against other threads of
+/// the test process opening and closing descriptors meanwhile).
+func openFDs(under dir: String) -> [String] {
+    var found: [String] = []
+    for n in listNames("/proc/self/fd") {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let len = readlink("/proc/self/fd/" + n, &buf, buf.count - 1)
+        guard len > 0 else { continue }
+        let target = String(decoding: buf[0..<len].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if target.hasPrefix(dir + "/") || target == dir { found.append(target) }
+    }
+    return found
+}
+
 /// Asserts that `body` throws `MaildropError.io` (any text); returns the text.
 @discardableResult
 func assertIOError<T>(_ body: @autoclosure () throws -> T, _ message: String = "", file: StaticString = #filePath, line: UInt = #line) -> String? {

@@ -67,16 +67,16 @@ final class POP3DConfigTests: XCTestCase {
 
     func testErrorsNameFileLineAndKey() {
         let cases: [([String], String)] = [
-            (["pop3d_listen = smtp:*:25"], "test.conf:1: pop3d_listen: expected kind:address:port"),
-            (["", "pop3d_mail_location = imap:/x"], "test.conf:2: pop3d_mail_location: expected maildir:PATH or mbox:PATH"),
+            (["pop3d_listen = smtp:*:25"], "test.conf, line 1: pop3d_listen: expected kind:address:port"),
+            (["", "pop3d_mail_location = imap:/x"], "test.conf, line 2: pop3d_mail_location: expected maildir:PATH or mbox:PATH"),
             (["pop3d_mail_user = ../root"], "pop3d_mail_user: expected a user name"),
             (["pop3d_timeout = soon"], "pop3d_timeout: expected a duration"),
-            (["pop3d_drac_refresh = 10s"], "pop3d_drac_refresh: expected a duration"),
+            (["pop3d_drac_refresh = 5s"], "pop3d_drac_refresh: expected a duration"),
             (["pop3d_sasl_mechanisms = GSSAPI"], "supported mechanisms are PLAIN, LOGIN and CRAM-MD5"),
             (["pop3d_sasl_pwcheck_method = pam"], "expected auxprop (sasldb) or saslauthd"),
             (["pop3d_failed_logins = 0"], "pop3d_failed_logins: expected a number from 1 to 100"),
             (["pop3d_tls_cert_file = /c.pem"], "pop3d_tls_cert_file and pop3d_tls_key_file go together"),
-            (["pop3d_listen = pop3s:*:995"], "test.conf:1: a pop3s (implicit TLS) listener needs pop3d_tls_cert_file"),
+            (["pop3d_listen = pop3s:*:995"], "test.conf, line 1: a pop3s (implicit TLS) listener needs pop3d_tls_cert_file"),
             (["pop3d_hostname = bad host"], "pop3d_hostname: expected a host name"),
         ]
         for (lines, text) in cases {
