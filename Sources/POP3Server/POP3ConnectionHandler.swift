@@ -442,9 +442,12 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
 
     /// Reads and stuffs up to `chunkOutput` octets of the response body (on the pool).
     static func fill(_ m: MessageStream) throws -> ByteBuffer {
+        // Buffers sized to the message: a 10 KB message must not cost two allocations of
+        // hundreds of KB (glibc serves those with mmap/munmap, a page-fault storm per RETR).
+        let stored = max(0, m.source.storedLength)
         var out: [UInt8] = []
-        out.reserveCapacity(chunkOutput + chunkOutput / 8)
-        var raw = [UInt8](repeating: 0, count: 64 * 1024)
+        out.reserveCapacity(min(chunkOutput, stored + stored / 8 + 64) + 16)
+        var raw = [UInt8](repeating: 0, count: min(64 * 1024, stored + 1))
         while out.count < chunkOutput && !m.done {
             let n = try raw.withUnsafeMutableBytes { try m.source.read(into: $0) }
             if n == 0 || m.stuffer.isComplete {
