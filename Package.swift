@@ -100,13 +100,13 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(name: "drac-pop3d", dependencies: [
-            "POP3Server", "DRACCore", "DRACLog",
+            "POP3Server", "MailServerKit", "DRACCore", "DRACLog",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "drac-smtpd", dependencies: [
-            "SMTPGateway", "DRACCore", "DRACLog",
+            "SMTPGateway", "MailServerKit", "DRACCore", "DRACLog",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -29,15 +29,10 @@ public final class DRACNotifier: Sendable {
     }
     private let state = NIOLockedValueBox(State())
 
-    public init(servers: [String], timeout: Double, logger: Logger, minimumInterval: Double = 60,
-                workers: Int = 4, maxQueued: Int = 10_000) {
-        self.send = { address in
+    public convenience init(servers: [String], timeout: Double, logger: Logger) {
+        self.init(send: { address in
             DRACClient.addBlocking(address, servers: servers, transport: .udp, timeout: timeout)
-        }
-        self.logger = logger
-        self.minimumInterval = minimumInterval
-        self.workers = workers
-        self.maxQueued = maxQueued
+        }, logger: logger)
     }
 
     /// For tests: a stand-in for the RPC.

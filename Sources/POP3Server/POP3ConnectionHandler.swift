@@ -55,7 +55,7 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     var limited = false
 
     var input = ByteBuffer()
-    var discardingLongLine = false
+    var framer = LineFramer()
     var saslSession: (any SASLSession)?
     var maildrop: MaildropBox?
     var stream: MessageStream?
@@ -161,26 +161,12 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     // MARK: - Input
 
     func process() {
-        while !busy && !closing && stream == nil, let s = session, !s.isWaiting, !s.isClosed {
-            let limit = s.lineLimit
-            guard let lf = input.readableBytesView.firstIndex(of: 0x0A) else {
-                if input.readableBytes > limit {
-                    discardingLongLine = true
-                    input.clear()
-                }
-                break
+        loop: while !busy && !closing && stream == nil, let s = session, !s.isWaiting, !s.isClosed {
+            switch framer.next(from: &input, limit: s.lineLimit) {
+            case nil: break loop
+            case .tooLong?: run(step { $0.received(line: "", tooLong: true) })
+            case .text(let line)?: run(step { $0.received(line: Substring(line)) })
             }
-            var length = lf - input.readerIndex
-            let tooLong = discardingLongLine || length > limit
-            discardingLongLine = false
-            let slice = input.readSlice(length: length + 1)!
-            if tooLong {
-                run(step { $0.received(line: "", tooLong: true) })
-                continue
-            }
-            if length > 0 && slice.getInteger(at: slice.readerIndex + length - 1, as: UInt8.self) == 0x0D { length -= 1 }
-            let line = String(decoding: slice.readableBytesView.prefix(length), as: UTF8.self)
-            run(step { $0.received(line: Substring(line)) })
         }
         input.discardReadBytes()
         flushAndRead()

@@ -42,19 +42,11 @@ public final class POP3Daemon: Service, Sendable {
     }
 
     /// Where we listen, as `pop3 127.0.0.1:110, pop3s [::]:995`.
-    public var listenerDescription: String {
-        server.listeners.map { "\($0.kind.rawValue) \($0.address.ipAddress.map { $0.contains(":") ? "[\($0)]" : $0 } ?? "?"):\($0.address.port ?? 0)" }
-            .joined(separator: ", ")
-    }
+    public var listenerDescription: String { server.listenerDescription }
 
     public static func start(_ settings: POP3DaemonSettings, logger: Logger) async throws -> POP3Daemon {
         let c = settings.pop3d
-        var hostname = c.hostname
-        if hostname.isEmpty {
-            var buf = [CChar](repeating: 0, count: 256)
-            gethostname(&buf, buf.count)
-            hostname = String(cString: buf)
-        }
+        let hostname = ServerName.resolve(c.hostname)
         let template: MailLocationTemplate
         do { template = try MailLocationTemplate(c.mailLocation) } catch {
             throw POP3StartError("pop3d_mail_location: \(error)")
@@ -76,14 +68,10 @@ public final class POP3Daemon: Service, Sendable {
         }
         var sasl: (any SASLServerFactory)? = nil
         do {
-            var sc = CyrusSASLConfig()
-            sc.pwcheckMethod = c.saslPwcheckMethod
-            sc.sasldbPath = c.sasldbPath
-            sc.saslauthdPath = c.saslauthdPath
             // USER/PASS goes through sasl_checkpass, which needs no mechanism; with none
             // configured AUTH is simply not offered.
-            sc.mechanisms = c.saslMechanisms.isEmpty ? ["PLAIN"] : c.saslMechanisms
-            sc.realm = c.saslRealm
+            let sc = CyrusSASLConfig(pwcheckMethod: c.saslPwcheckMethod, sasldbPath: c.sasldbPath, saslauthdPath: c.saslauthdPath,
+                                     mechanisms: c.saslMechanisms.isEmpty ? ["PLAIN"] : c.saslMechanisms, realm: c.saslRealm)
             sasl = try CyrusSASLServer(config: sc)
         } catch {
             throw POP3StartError("Cyrus SASL: \(error)")

@@ -36,8 +36,7 @@ public final class POP3Services: @unchecked Sendable {
     public let registry = ConnectionRegistry()
     public let logger: Logger
     let throttle: NIOLockedValueBox<AuthThrottle>
-    let sessionCounter = NIOLockedValueBox<UInt64>(0)
-    let sessionPrefix = String(UInt64(getpid()), radix: 36, uppercase: true) + "."
+    let sessionIDs = SessionIDs()
     let draining = NIOLockedValueBox(false)
 
     public init(config: POP3DConfig, hostname: String, sasl: (any SASLServerFactory)?, tls: NIOSSLContext?,
@@ -56,17 +55,10 @@ public final class POP3Services: @unchecked Sendable {
         self.threadPool = threadPool
         self.logger = logger
         self.limiter = ClientLimiter(maxTotal: config.maxConnections, maxPerClient: config.maxConnectionsPerClient)
-        var t = AuthThrottle()
-        t.disconnectAfter = config.authFailureLimit
-        t.maxDelay = config.authFailureMaxDelay
-        t.baseDelay = min(1, config.authFailureMaxDelay)
-        self.throttle = NIOLockedValueBox(t)
+        self.throttle = NIOLockedValueBox(AuthThrottle(limit: config.authFailureLimit, maxDelay: config.authFailureMaxDelay))
     }
 
-    func nextSessionID() -> String {
-        let n = sessionCounter.withLockedValue { $0 += 1; return $0 }
-        return sessionPrefix + String(n, radix: 36, uppercase: true)
-    }
+    func nextSessionID() -> String { sessionIDs.next() }
 
     /// The session settings for one connection. Passwords in the clear are refused outside
     /// TLS unless the client is on loopback (a local webmail or the admin's own tests) or the

@@ -42,19 +42,11 @@ public final class Gateway: Service, Sendable {
     }
 
     /// Where we listen, as `smtp 127.0.0.1:25, submission [::1]:587`.
-    public var listenerDescription: String {
-        server.listeners.map { "\($0.kind.rawValue) \($0.address.ipAddress.map { $0.contains(":") ? "[\($0)]" : $0 } ?? "?"):\($0.address.port ?? 0)" }
-            .joined(separator: ", ")
-    }
+    public var listenerDescription: String { server.listenerDescription }
 
     public static func start(_ settings: GatewaySettings, logger: Logger) async throws -> Gateway {
         let c = settings.smtpd
-        var hostname = c.hostname
-        if hostname.isEmpty {
-            var buf = [CChar](repeating: 0, count: 256)
-            gethostname(&buf, buf.count)
-            hostname = String(cString: buf)
-        }
+        let hostname = ServerName.resolve(c.hostname)
         var tls: NIOSSLContext? = nil
         if let cert = c.tlsCertFile, let key = c.tlsKeyFile {
             do { tls = try TLSFiles.serverContext(certificate: cert, key: key) } catch {
@@ -63,12 +55,8 @@ public final class Gateway: Service, Sendable {
         }
         var sasl: (any SASLServerFactory)? = nil
         if !c.saslMechanisms.isEmpty {
-            var sc = CyrusSASLConfig()
-            sc.pwcheckMethod = c.saslPwcheckMethod
-            sc.sasldbPath = c.sasldbPath
-            sc.saslauthdPath = c.saslauthdPath
-            sc.mechanisms = c.saslMechanisms
-            sc.realm = c.saslRealm
+            let sc = CyrusSASLConfig(pwcheckMethod: c.saslPwcheckMethod, sasldbPath: c.sasldbPath, saslauthdPath: c.saslauthdPath,
+                                     mechanisms: c.saslMechanisms, realm: c.saslRealm)
             do { sasl = try CyrusSASLServer(config: sc) } catch { throw GatewayStartError("Cyrus SASL: \(error)") }
         }
         let map = c.useDrac ? WatchedMapReader(path: settings.dracConfig.mapFile, format: settings.dracConfig.mapFormat) : nil

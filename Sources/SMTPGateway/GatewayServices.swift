@@ -22,9 +22,7 @@ public final class GatewayServices: @unchecked Sendable {
     public let registry = ConnectionRegistry()
     public let logger: Logger
     let throttle: NIOLockedValueBox<AuthThrottle>
-    let sessionCounter = NIOLockedValueBox<UInt64>(0)
-    /// The process ID in base 36 and a dot: the first half of every session id.
-    let sessionPrefix = String(UInt64(getpid()), radix: 36, uppercase: true) + "."
+    let sessionIDs = SessionIDs()
     /// DSN offered by the backend at its last EHLO (passed through only then).
     let backendDSN = NIOLockedValueBox(false)
     let draining = NIOLockedValueBox(false)
@@ -51,18 +49,11 @@ public final class GatewayServices: @unchecked Sendable {
         self.tls = tls
         self.logger = logger
         self.limiter = ClientLimiter(maxTotal: config.maxConnections, maxPerClient: config.maxConnectionsPerClient)
-        var t = AuthThrottle()
-        t.disconnectAfter = config.authFailureLimit
-        t.maxDelay = config.authFailureMaxDelay
-        t.baseDelay = min(1, config.authFailureMaxDelay)
-        self.throttle = NIOLockedValueBox(t)
+        self.throttle = NIOLockedValueBox(AuthThrottle(limit: config.authFailureLimit, maxDelay: config.authFailureMaxDelay))
     }
 
     /// A short unique id per session for log lines and Received: (like a Postfix queue id).
-    func nextSessionID() -> String {
-        let n = sessionCounter.withLockedValue { $0 += 1; return $0 }
-        return sessionPrefix + String(n, radix: 36, uppercase: true)
-    }
+    func nextSessionID() -> String { sessionIDs.next() }
 
     /// The settings of one session: AUTH outside TLS is allowed for loopback clients only
     /// unless smtpd_auth_requires_tls = no (RFC 4954 §4 asks for a protected channel).

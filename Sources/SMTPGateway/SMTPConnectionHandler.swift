@@ -31,7 +31,7 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     var limited = false
 
     var input = ByteBuffer()
-    var discardingLongLine = false
+    var framer = LineFramer()
     var scanner: DataScanner?
     var backend: BackendConnection?
     var saslSession: (any SASLSession)?
@@ -119,31 +119,16 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
 
     /// Feeds buffered input to the session until it must wait or needs more octets.
     func process() {
-        while !busy && !closing, let s = session, !s.isWaiting, !s.isClosed {
+        loop: while !busy && !closing, let s = session, !s.isWaiting, !s.isClosed {
             if s.inData {
                 if input.readableBytes == 0 || !scanData() { break }
                 continue
             }
-            let limit = s.lineLimit
-            guard let lf = input.readableBytesView.firstIndex(of: 0x0A) else {
-                if input.readableBytes > limit {
-                    // Remember that the line is too long, drop what we have, answer at its end.
-                    discardingLongLine = true
-                    input.clear()
-                }
-                break
+            switch framer.next(from: &input, limit: s.lineLimit) {
+            case nil: break loop
+            case .tooLong?: run(step { $0.received(line: "", tooLong: true) })
+            case .text(let line)?: run(step { $0.received(line: Substring(line)) })
             }
-            var length = lf - input.readerIndex
-            let tooLong = discardingLongLine || length > limit
-            discardingLongLine = false
-            let slice = input.readSlice(length: length + 1)!
-            if tooLong {
-                run(step { $0.received(line: "", tooLong: true) })
-                continue
-            }
-            if length > 0 && slice.getInteger(at: slice.readerIndex + length - 1, as: UInt8.self) == 0x0D { length -= 1 }
-            let line = String(decoding: slice.readableBytesView.prefix(length), as: UTF8.self)
-            run(step { $0.received(line: Substring(line)) })
         }
         input.discardReadBytes()
         flushAndRead()

@@ -5,6 +5,7 @@ import DRACCore
 import DRACLog
 import Foundation
 import Logging
+import MailServerKit
 import POP3Server
 import ServiceLifecycle
 
@@ -54,7 +55,8 @@ struct DracPop3d: ParsableCommand {
         // Settings are read at start only: a reload is a restart (drac-pop3d(8)).
         signal(SIGHUP, SIG_IGN)
         signal(SIGPIPE, SIG_IGN)
-        raiseOpenFileLimit(to: settings.pop3d.maxConnections * 2 + 64, logger: logger)
+        // Each session holds its socket and, while reading a message, one file.
+        raiseOpenFileLimit(to: settings.pop3d.maxConnections * 2 + 64, setting: "pop3d_max_connections", logger: logger)
         let daemon: POP3Daemon
         do {
             daemon = try await POP3Daemon.start(settings, logger: logger)
@@ -68,16 +70,6 @@ struct DracPop3d: ParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
-    }
-
-    /// Each session holds its socket and, while reading a message, one file.
-    func raiseOpenFileLimit(to wanted: Int, logger: Logger) {
-        var r = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0, r.rlim_cur < rlim_t(wanted) else { return }
-        r.rlim_cur = min(rlim_t(wanted), r.rlim_max)
-        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) != 0 || r.rlim_cur < rlim_t(wanted) {
-            logger.warning("open file limit \(r.rlim_cur) is below the \(wanted) that pop3d_max_connections needs")
-        }
     }
 
     func fail(_ message: String) -> Never {

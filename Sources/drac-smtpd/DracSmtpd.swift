@@ -4,6 +4,7 @@ import DRACCore
 import DRACLog
 import Foundation
 import Logging
+import MailServerKit
 import SMTPGateway
 import ServiceLifecycle
 
@@ -37,7 +38,8 @@ struct DracSmtpd: AsyncParsableCommand {
         // SIGHUP would end the process (its default action); settings are read at start only,
         // so a reload means a restart (drac-smtpd(8)).
         signal(SIGHUP, SIG_IGN)
-        raiseOpenFileLimit(to: settings.smtpd.maxConnections * 2 + 64, logger: logger)
+        // Each client costs two descriptors (client and backend).
+        raiseOpenFileLimit(to: settings.smtpd.maxConnections * 2 + 64, setting: "smtpd_max_connections", logger: logger)
         let gateway: Gateway
         do {
             gateway = try await Gateway.start(settings, logger: logger)
@@ -51,17 +53,6 @@ struct DracSmtpd: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
-    }
-
-    /// Each client costs two descriptors (client and backend): raise the soft limit to fit
-    /// smtpd_max_connections, within the hard limit.
-    func raiseOpenFileLimit(to wanted: Int, logger: Logger) {
-        var r = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0, r.rlim_cur < rlim_t(wanted) else { return }
-        r.rlim_cur = min(rlim_t(wanted), r.rlim_max)
-        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) != 0 || r.rlim_cur < rlim_t(wanted) {
-            logger.warning("open file limit \(r.rlim_cur) is below the \(wanted) that smtpd_max_connections needs")
-        }
     }
 
     func fail(_ message: String) -> Never {
