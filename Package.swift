@@ -26,7 +26,8 @@ let package = Package(
         .systemLibrary(name: "CTirpc", pkgConfig: "libtirpc", providers: [.apt(["libtirpc-dev"])]),
         .systemLibrary(name: "CBerkeleyDB", providers: [.apt(["libdb-dev"])]),
         .systemLibrary(name: "CSASL", pkgConfig: "libsasl2", providers: [.apt(["libsasl2-dev"])]),
-        // glibc's <sys/fsuid.h> (setfsuid/setfsgid), for drac-pop3d's system-user mode.
+        // glibc's <sys/fsuid.h> (setfsuid/setfsgid, drac-pop3d's system-user mode) and preadv2
+        // with RWF_NOWAIT (message reads served from the page cache without a thread hop).
         .systemLibrary(name: "CLinux"),
 
         // Pure Swift: addresses, CIDR, allow list, map encoding, expiry, configuration. No I/O, no C.
@@ -64,7 +65,7 @@ let package = Package(
         .target(name: "POP3Core", dependencies: ["DRACCore", "SMTPCore"]),
         // Maildir and mbox maildrops on disk: locking, unique-ids, streaming, UPDATE.
         .target(name: "MaildropStore", dependencies: [
-            "POP3Core", "DRACCore",
+            "POP3Core", "DRACCore", "CLinux",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // The listener layer shared by drac-smtpd and drac-pop3d: bind, limits, TLS, drain.

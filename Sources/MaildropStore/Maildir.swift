@@ -373,6 +373,17 @@ final class MaildirSession: MaildropSession {
         return MessageSource(descriptor: fd, ownsDescriptor: true, start: 0, length: Int64(st.st_size), path: display)
     }
 
+    func openMessageQuickly(_ number: Int) -> MessageSource? {
+        guard !closed, number >= 1 && number <= files.count, !deleted.contains(number) else { return nil }
+        let name = files[number - 1].name
+        let raw = sysOpenAt(curFD.raw, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+        guard raw >= 0 else { return nil }
+        let fd = Descriptor(raw)
+        guard let st = sysFstat(raw), isRegular(st) else { return nil }
+        return MessageSource(descriptor: fd, ownsDescriptor: true, start: 0, length: Int64(st.st_size),
+                             path: "\(path)/cur/\(name.printable)")
+    }
+
     /// RFC 1939 §6 UPDATE: unlink the files, then fsync cur/ so the removals are on disk before
     /// the server answers +OK to QUIT.
     func commit(deleting numbers: [Int]) throws(MaildropError) {

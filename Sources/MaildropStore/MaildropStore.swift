@@ -34,6 +34,12 @@ public protocol MaildropSession: AnyObject {
     var warnings: [String] { get }
     /// Stream message `number` (1-based) from the start. Throws io when it vanished/unreadable.
     func openMessage(_ number: Int) throws(MaildropError) -> MessageSource
+    /// `openMessage` for a thread that must not wait (the server's event loop): nil whenever
+    /// the open would scan a directory (a Maildir file renamed by another reader) or read
+    /// message data not in the page cache (an mbox's From line check), and on any error; the
+    /// caller then calls `openMessage` on a thread that may block, which reports the error.
+    /// A Maildir open still looks up the file's inode, normally cached since the login scan.
+    func openMessageQuickly(_ number: Int) -> MessageSource?
     /// RFC 1939 UPDATE: remove these message numbers (1-based) durably (fsync file/dir) and
     /// return only when done.
     func commit(deleting numbers: [Int]) throws(MaildropError)
@@ -42,6 +48,8 @@ public protocol MaildropSession: AnyObject {
 }
 
 extension MaildropSession {
+    public func openMessageQuickly(_ number: Int) -> MessageSource? { nil }
+
     /// The `mboxFromUnquote` flag the server must give its `DotStuffer` (and that the sizes were
     /// counted with): `MaildropOptions.mboxFromUnquote` for an mbox, always false for a Maildir.
     public var usesMboxFromUnquote: Bool {

@@ -1,4 +1,5 @@
 // mbox maildrops (/var/mail/USER): session flock, locked scan, checked reads, in-place compaction.
+import CLinux
 import Glibc
 import POP3Core
 
@@ -146,6 +147,15 @@ final class MboxSession: MaildropSession {
         return n == buf.count && buf.starts(with: Array("From ".utf8)) && FNV1a.hash(buf) == record.fromHash
     }
 
+    /// `fromLineIntact` from the page cache only: nil when the octets are not in memory (or
+    /// cannot be read), so that the blocking check decides.
+    private func fromLineIntactIfCached(_ record: MboxRecord) -> Bool? {
+        var buf = [UInt8](repeating: 0, count: record.fromCheckLength)
+        let n = buf.withUnsafeMutableBytes { drac_pread_nowait(fd.raw, $0.baseAddress!, UInt($0.count), record.start) }
+        guard n == buf.count else { return nil }
+        return buf.starts(with: Array("From ".utf8)) && FNV1a.hash(buf) == record.fromHash
+    }
+
     // MARK: - Session
 
     func openMessage(_ number: Int) throws(MaildropError) -> MessageSource {
@@ -156,6 +166,14 @@ final class MboxSession: MaildropSession {
         guard try fromLineIntact(r) else {
             throw .io("\(path): message \(number) is no longer at offset \(r.start): the mbox was rewritten by another program")
         }
+        return MessageSource(descriptor: fd, ownsDescriptor: false, start: r.bodyStart,
+                             length: r.bodyEnd - r.bodyStart, path: path)
+    }
+
+    func openMessageQuickly(_ number: Int) -> MessageSource? {
+        guard !closed, !committed, fd.isOpen, number >= 1 && number <= recordIndex.count else { return nil }
+        let r = records[recordIndex[number - 1]]
+        guard fromLineIntactIfCached(r) == true else { return nil }
         return MessageSource(descriptor: fd, ownsDescriptor: false, start: r.bodyStart,
                              length: r.bodyEnd - r.bodyStart, path: path)
     }

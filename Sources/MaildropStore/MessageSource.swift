@@ -1,4 +1,5 @@
 // MessageSource: one message's stored octets, streamed with pread from a byte range of a file.
+import CLinux
 import Glibc
 
 /// The stored octets of one message, from its first octet to its last, read in pieces of the
@@ -48,6 +49,32 @@ public final class MessageSource: @unchecked Sendable {
                 throw .io("\(path): message ends \(end - position) octets early: the file was truncated by another program")
             }
             if errno != EINTR { throw ioError(path, "read", errno) }
+        }
+    }
+
+    /// Like `read(into:)`, but only what the page cache holds already (preadv2 with RWF_NOWAIT):
+    /// nil when the next octets would have to come from the disk (or the filesystem cannot
+    /// tell), so the caller can read them on a thread that may block. The server's event loop
+    /// uses this to send a cached message without a hop to its thread pool.
+    public func readIfCached(into buffer: UnsafeMutableRawBufferPointer) throws(MaildropError) -> Int? {
+        if closed { throw .io("\(path): read after the message source was closed") }
+        let fd = descriptor.raw
+        if fd < 0 { throw .io("\(path): read after the maildrop session was closed") }
+        let want = Int(min(Int64(buffer.count), end - position))
+        if want <= 0 { return 0 }
+        while true {
+            let n = drac_pread_nowait(fd, buffer.baseAddress!, UInt(want), Int64(position))
+            if n > 0 {
+                position += Int64(n)
+                return n
+            }
+            if n == 0 {
+                throw .io("\(path): message ends \(end - position) octets early: the file was truncated by another program")
+            }
+            if n == -Int(EINTR) { continue }
+            // EAGAIN: not in memory; EOPNOTSUPP/EINVAL: no RWF_NOWAIT here. Real errors show
+            // up again, with their text, when the blocking read retries.
+            return nil
         }
     }
 

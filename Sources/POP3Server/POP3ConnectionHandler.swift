@@ -137,7 +137,9 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, stream != nil, !busy { pump() }
+        if context.channel.isWritable, !busy {
+            if stream != nil { pump() } else { process() }
+        }
         context.fireChannelWritabilityChanged()
     }
 
@@ -161,7 +163,10 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     // MARK: - Input
 
     func process() {
-        loop: while !busy && !closing && stream == nil, let s = session, !s.isWaiting, !s.isClosed {
+        // No new command while the client is not reading what we sent (a client that pipelines
+        // RETR 1..N and reads nothing must not make us queue the maildrop in memory);
+        // channelWritabilityChanged resumes.
+        loop: while !busy && !closing && stream == nil && writable, let s = session, !s.isWaiting, !s.isClosed {
             switch framer.next(from: &input, limit: s.lineLimit) {
             case nil: break loop
             case .tooLong?: run(step { $0.received(line: "", tooLong: true) })
@@ -255,11 +260,13 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
 
     func flush() { context?.flush() }
 
+    var writable: Bool { context?.channel.isWritable ?? false }
+
     /// Flushes when we are about to wait for the client (RFC 2449 §6.6: responses to a
     /// pipelined group may leave together), and reads when the session can take input.
     func flushAndRead() {
         guard let context else { return }
-        let morePipelined = !busy && !closing && input.readableBytesView.contains(0x0A)
+        let morePipelined = !busy && !closing && writable && stream == nil && input.readableBytesView.contains(0x0A)
         if !morePipelined { context.flush() }
         lastActivity = .now()
         var want = !closing && input.readableBytes < Self.inputHighWater
@@ -284,6 +291,8 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
         }
         if let r = response {
             context.writeAndFlush(wrapOutboundOut(buffer(r.encoded))).whenComplete { _ in context.close(promise: nil) }
+            // A client that reads nothing never lets that write complete.
+            context.eventLoop.scheduleTask(in: .seconds(10)) { context.close(promise: nil) }
         } else {
             context.close(promise: nil)
         }
@@ -406,28 +415,51 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
         }
         // mboxrd unquoting applies to mbox only; Maildir sizes are counted without it.
         let unquote = box.session.usesMboxFromUnquote
-        // Open and the first chunk in one job: most messages fit in one.
+        let stuffer = DotStuffer(topLines: topLines, mboxFromUnquote: unquote)
+        // A message in the page cache (mail is usually read soon after delivery, and clients
+        // pipeline RETRs) is sent from the loop: a pool hop per message would cost more than
+        // the read. What is not in memory, or fails, goes to the pool, where errors get -ERR.
+        var quick: MessageStream? = nil
+        if let source = (try? box.run { s in s.openMessageQuickly(number) }) ?? nil {
+            let m = MessageStream(source: source, stuffer: stuffer)
+            switch Result(catching: { try Self.fill(m, cachedOnly: true) }) {
+            case .success(let bytes) where bytes.readableBytes > 0 || m.done:
+                startStream(m, response: response, first: bytes)
+                return
+            case .success:
+                quick = m           // nothing read yet: the pool reads it from the start
+            case .failure:
+                source.close()      // the pool opens it again and reports what is wrong
+            }
+        }
+        // Open (unless done above) and the first chunk in one job: most messages fit in one.
         offload({ () -> (MessageStream, ByteBuffer) in
-            let source = try box.run { s in try s.openMessage(number) }
-            let m = MessageStream(source: source, stuffer: DotStuffer(topLines: topLines, mboxFromUnquote: unquote))
-            return (m, try box.run { _ in try Self.fill(m) })
+            let m = try quick ?? MessageStream(source: box.run { s in try s.openMessage(number) }, stuffer: stuffer)
+            return (m, try box.run { _ in try Self.fill(m, cachedOnly: false) })
         }, done: { [self] result in
             switch result {
             case .success(let (m, bytes)):
-                write(response)
-                stream = m
-                context?.write(wrapOutboundOut(bytes), promise: nil)
-                continueStream()
+                startStream(m, response: response, first: bytes)
             case .failure(let e):
+                quick?.source.close()
                 run(step { $0.messageUnavailable(reason: "\(e)") })
             }
         }, gone: { result in
             if case .success(let (m, _)) = result { m.source.close() }
+            quick?.source.close()
         })
     }
 
-    /// Reads and stuffs up to `chunkOutput` octets of the response body (on the pool).
-    static func fill(_ m: MessageStream) throws -> ByteBuffer {
+    func startStream(_ m: MessageStream, response: POP3Response, first bytes: ByteBuffer) {
+        write(response)
+        stream = m
+        context?.write(wrapOutboundOut(bytes), promise: nil)
+        continueStream()
+    }
+
+    /// Reads and stuffs up to `chunkOutput` octets of the response body. `cachedOnly` (on the
+    /// loop): stops, possibly with nothing, where the data is not in the page cache.
+    static func fill(_ m: MessageStream, cachedOnly: Bool) throws -> ByteBuffer {
         // Buffers sized to the message: a 10 KB message must not cost two allocations of
         // hundreds of KB (glibc serves those with mmap/munmap, a page-fault storm per RETR).
         let stored = max(0, m.source.storedLength)
@@ -435,7 +467,10 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
         out.reserveCapacity(min(chunkOutput, stored + stored / 8 + 64) + 16)
         var raw = [UInt8](repeating: 0, count: min(64 * 1024, stored + 1))
         while out.count < chunkOutput && !m.done {
-            let n = try raw.withUnsafeMutableBytes { try m.source.read(into: $0) }
+            let got = try raw.withUnsafeMutableBytes { buffer throws(MaildropError) -> Int? in
+                cachedOnly ? try m.source.readIfCached(into: buffer) : try m.source.read(into: buffer)
+            }
+            guard let n = got else { break }
             if n == 0 || m.stuffer.isComplete {
                 m.stuffer.finish(into: &out)
                 m.done = true
@@ -454,6 +489,7 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     /// After a chunk was queued: the message is complete, or read more once the socket drains.
     func continueStream() {
         guard let m = stream, let context else { return }
+        lastActivity = .now()   // the client took the previous chunk: it is reading
         if m.done {
             stream = nil
             run(step { $0.messageSent(octets: m.stuffer.octetsOut) })
@@ -465,19 +501,34 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
 
     func pump() {
         guard let m = stream, let box = maildrop else { return }
-        offload({ try box.run { _ in try Self.fill(m) } }, done: { [self] result in
+        do {
+            let bytes = try Self.fill(m, cachedOnly: true)
+            if bytes.readableBytes > 0 || m.done {
+                context?.write(wrapOutboundOut(bytes), promise: nil)
+                continueStream()
+                return
+            }
+        } catch {
+            failStream(m, error)
+            return
+        }
+        offload({ try box.run { _ in try Self.fill(m, cachedOnly: false) } }, done: { [self] result in
             switch result {
             case .success(let bytes):
                 context?.write(wrapOutboundOut(bytes), promise: nil)
                 continueStream()
             case .failure(let e):
-                // Part of the message is out: the response cannot be completed honestly.
-                logger.error("\(id): reading message failed mid-way: \(e); closing the connection")
-                m.source.close()
-                stream = nil
-                context?.close(promise: nil)
+                failStream(m, e)
             }
         }, gone: { _ in m.source.close() })
+    }
+
+    /// Part of the message is out: the response cannot be completed honestly.
+    func failStream(_ m: MessageStream, _ error: Error) {
+        logger.error("\(id): reading message failed mid-way: \(error); closing the connection")
+        m.source.close()
+        stream = nil
+        context?.close(promise: nil)
     }
 
     // MARK: - UPDATE
@@ -535,9 +586,10 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
         let seconds = s.timeoutSeconds
         timer = context.eventLoop.scheduleTask(deadline: lastActivity + .seconds(seconds)) { [self] in
             guard self.context != nil, !closing else { return }
-            // Our own work (a slow disk, saslauthd, a client reading a long RETR slowly while
-            // we wait for the socket) is not the client's inactivity.
-            if busy || stream != nil || session?.isWaiting == true { lastActivity = .now() }
+            // Our own work (a slow disk, saslauthd) is not the client's inactivity. A client
+            // reading a long RETR slowly is active (every chunk it takes counts); one that
+            // stopped reading what we sent is not.
+            if busy || session?.isWaiting == true { lastActivity = .now() }
             if NIODeadline.now() >= lastActivity + .seconds(seconds) {
                 logger.info("\(id): autologout after \(seconds / 60) minutes of inactivity from [\(client)]")
                 run(step { $0.timedOut() })

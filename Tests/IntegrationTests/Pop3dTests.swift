@@ -172,6 +172,54 @@ final class Pop3dTests: XCTestCase {
         XCTAssertTrue(third.command("QUIT").hasPrefix("+OK"))
     }
 
+    /// A client that pipelines RETR for a whole large maildrop and reads nothing must not make
+    /// the server read the maildrop into memory (back-pressure: no new command while the socket
+    /// is full); once it reads, every message arrives byte-exact and in order.
+    func testPipelinedRetrOfALargeMaildropWithASlowReader() throws {
+        let dir = makeSite("pop3-backpressure")
+        let count = 80
+        var stored: [String] = []
+        for i in 1...count {
+            // ~250 KB each, 20 MB in all, with lines that need dot-stuffing.
+            let body = (0..<2500).map { $0 % 50 == 0 ? ".line \($0) of message \(i)" : "line \($0) of message \(i) " + String(repeating: "x", count: 70) }
+            let m = Mailbox.message(subject: "big \(i)", body: body)
+            Mailbox.deliver(m, to: maildir(dir))
+            stored.append(m)
+        }
+        let p = try start(dir)
+        defer { p.stop() }
+        let c = try POP3Raw.login(port: p.port, user: user, password: password)
+        XCTAssertEqual(c.command("NOOP"), "+OK")
+        func rssKB() -> Int {
+            let status = (try? String(contentsOfFile: "/proc/\(p.pid)/status", encoding: .utf8)) ?? ""
+            let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? -1
+        }
+        let before = rssKB()
+        c.send((1...count).map { "RETR \($0)\r\n" }.joined())
+        sleep(3)
+        let during = rssKB()
+        XCTAssertGreaterThan(before, 0)
+        XCTAssertLessThan(during - before, 8 * 1024,
+                          "the server grew by \(during - before) KB while the client read nothing (20 MB requested)")
+
+        var expected: [UInt8] = []
+        for m in stored {
+            expected += Array("+OK \(Mailbox.crlfSize(m)) octets\r\n".utf8) + Mailbox.expectedRetr(m) + Array(".\r\n".utf8)
+        }
+        var got: [UInt8] = []
+        got.reserveCapacity(expected.count)
+        let deadline = Date().addingTimeInterval(60)
+        while got.count < expected.count && Date() < deadline {
+            guard let more = c.tcp.receive(timeout: 1) else { break }
+            got += more
+        }
+        XCTAssertEqual(got.count, expected.count, "octets received")
+        XCTAssertTrue(got == expected, "the responses differ from the messages")
+        XCTAssertEqual(c.command("QUIT"), "+OK Logging out, \(count) messages left.")
+        XCTAssertTrue(p.log.contains("retr=\(count)/"), String(p.log.suffix(2000)))
+    }
+
     // MARK: - mbox
 
     func testMboxReadDeleteKeepsNewMail() throws {

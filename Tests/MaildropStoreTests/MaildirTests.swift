@@ -161,6 +161,45 @@ final class MaildirTests: XCTestCase {
         XCTAssertNotNil(assertIOError(try s.openMessage(5)))
     }
 
+    /// The event loop's path: openMessageQuickly + readIfCached give the same octets as the
+    /// blocking path, from the cache or (once evicted) partly or wholly by read; a renamed or
+    /// removed file is left to openMessage (nil), never an error or a wrong file.
+    func testQuickOpenAndCachedReads() throws {
+        let big = String(repeating: "line of a larger message\n", count: 4000)
+        writeFile(md + "/cur/1700000001.small:2,", Self.lfMessage)
+        writeFile(md + "/cur/1700000002.big:2,", big)
+        writeFile(md + "/cur/1700000003.gone:2,", "three\n")
+        let s = try open()
+        for (n, text) in [(1, Self.lfMessage), (2, big)] {
+            let src = try XCTUnwrap(s.openMessageQuickly(n))
+            XCTAssertEqual(src.storedLength, text.utf8.count)
+            let (got, cached) = try readCachedThenRest(src, bufferSize: 4096)
+            XCTAssertEqual(got, bytes(text))
+            XCTAssertEqual(cached, text.utf8.count, "a file just written is in the page cache")
+            src.close()
+        }
+        // The session added ,W= to the names.
+        let bigName = try XCTUnwrap(listNames(md + "/cur").first { $0.hasPrefix("1700000002.") })
+        evictFromCache(md + "/cur/" + bigName)
+        let src = try XCTUnwrap(s.openMessageQuickly(2))
+        let (got, cached) = try readCachedThenRest(src, bufferSize: 4096)
+        XCTAssertEqual(got, bytes(big))
+        XCTAssertLessThanOrEqual(cached, big.utf8.count)
+        src.close()
+
+        let smallName = try XCTUnwrap(listNames(md + "/cur").first { $0.hasPrefix("1700000001.") })
+        XCTAssertEqual(rename(md + "/cur/" + smallName, md + "/cur/" + smallName + "S"), 0)
+        XCTAssertNil(s.openMessageQuickly(1), "renamed by another reader: only openMessage scans for it")
+        XCTAssertEqual(try retr(s, 1), bytes(Self.lfMessage))
+        unlink(md + "/cur/" + (listNames(md + "/cur").first { $0.hasPrefix("1700000003.") } ?? ""))
+        XCTAssertNil(s.openMessageQuickly(3))
+        XCTAssertNil(s.openMessageQuickly(0))
+        XCTAssertNil(s.openMessageQuickly(4))
+        try s.commit(deleting: [])
+        s.close()
+        XCTAssertNil(s.openMessageQuickly(2), "closed session")
+    }
+
     func testRetrAfterAnotherReaderRenamedOrRemovedTheFile() throws {
         writeFile(md + "/new/1700000001.a", "one\n")
         writeFile(md + "/new/1700000002.b", "two\n")

@@ -54,6 +54,34 @@ final class MboxTests: XCTestCase {
         XCTAssertFalse(exists(mbox + ".lock"))
     }
 
+    /// The event loop's path over an mbox: same octets as openMessage (never past the
+    /// message), nil where the From line cannot be checked from memory or was rewritten.
+    func testQuickOpenAndCachedReads() throws {
+        writeFile(mbox, Self.messages.joined())
+        let s = try open()
+        for (i, body) in Self.bodies.enumerated() {
+            let src = try XCTUnwrap(s.openMessageQuickly(i + 1))
+            let (got, _) = try readCachedThenRest(src, bufferSize: 3)
+            XCTAssertEqual(String(decoding: got, as: UTF8.self), body)
+            src.close()
+        }
+        evictFromCache(mbox)
+        for (i, body) in Self.bodies.enumerated() {
+            // Evicted: nil (the From check needs the disk) or, if the kernel kept the page, exact.
+            if let src = s.openMessageQuickly(i + 1) {
+                XCTAssertEqual(String(decoding: try readCachedThenRest(src, bufferSize: 64).bytes, as: UTF8.self), body)
+            }
+            XCTAssertEqual(try retr(s, i + 1), body)
+        }
+        XCTAssertNil(s.openMessageQuickly(0))
+        XCTAssertNil(s.openMessageQuickly(5))
+        // Another program rewrote the file: the quick path declines, the blocking one explains.
+        writeFile(mbox, "junk that is not an mbox any more\n" + Self.messages.joined())
+        XCTAssertNil(s.openMessageQuickly(2))
+        XCTAssertNotNil(assertIOError(try s.openMessage(2)))
+        s.close()
+    }
+
     func testCRLFMbox() throws {
         let text = "From a@b Mon Jan  1 00:00:00 2024\r\nSubject: a\r\n\r\nA\r\n\r\nFrom c@d Mon Jan  2 00:00:00 2024\r\nSubject: b\r\n\r\nB\r\n\r\n"
         writeFile(mbox, text)

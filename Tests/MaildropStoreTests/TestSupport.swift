@@ -163,3 +163,27 @@ func age(_ path: String, secondsAgo: Int) {
 }
 
 func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+/// Everything `readIfCached` gives, then (where the cache ran out) the rest by `read`: the two
+/// together must be the message, whatever the page cache held.
+func readCachedThenRest(_ src: MessageSource, bufferSize: Int) throws -> (bytes: [UInt8], cached: Int) {
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: bufferSize)
+    while true {
+        guard let n = try buf.withUnsafeMutableBytes({ try src.readIfCached(into: $0) }) else { break }
+        if n == 0 { return (out, out.count) }
+        out += buf[0..<n]
+    }
+    let cached = out.count
+    out += try readAll(src, bufferSize: bufferSize)
+    return (out, cached)
+}
+
+/// Writes the file's pages to disk and asks the kernel to drop them from the page cache.
+func evictFromCache(_ path: String) {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    precondition(fd >= 0)
+    fsync(fd)
+    _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    close(fd)
+}
