@@ -4,11 +4,18 @@
 //   swiftc -O Benchmarks/Pop3Load/main.swift -o pop3load
 //
 //   pop3load logins --port P [--host 127.0.0.1] --users u1:p1,u2:p2,... --clients N --seconds S
-//                   [--timeout T]
+//                   [--sources A.B.C.D/PREFIX] [--timeout T]
 //       Each client thread loops connect, greeting, USER, PASS, QUIT (client i logs in as user
 //       i, so there must be at least N users) until S seconds have passed. A login's latency runs
 //       from connect() to the +OK of QUIT; after that +OK the client waits for the server to
 //       close (so the TIME_WAIT is the server's and the client's ports do not run out).
+//       --sources: every new connection binds (before connect) to the next address of this IPv4
+//       network, round-robin over one counter shared by all clients, so consecutive logins come
+//       from different addresses (for a server that does something per client address, such as
+//       a DRAC add). With a prefix of 24 or less the .0 and .255 addresses of each /24 are left
+//       out (a /16 gives 65,024 addresses). On Linux all of 127.0.0.0/8 is local (routed to lo),
+//       so a loopback range needs no configured addresses. The line then also reports
+//       sources=<distinct addresses used> and source_range=<the network>.
 //   pop3load retr --port P [--host 127.0.0.1] --user U --pass X [--repeat R] [--batch B]
 //                 [--expect N] [--timeout T]
 //       R sessions (default 3), one after the other, each: CAPA (PIPELINING is required when
@@ -25,6 +32,7 @@
 //
 // Output: one line of key=value pairs on stdout, e.g.
 //   logins clients=8 logins=41234 seconds=5.00 rate=8246.8/s p50=0.912ms p99=2.310ms max=9.100ms cpu=1.21s cpu_share=24%
+//          [sources=41234 source_range=127.11.0.0/16]
 //   retr messages=1000 octets=10342000 response_octets=10358123 statistic=median sessions=3 batch=16
 //        rate=9012.3msg/s mb_rate=93.35MB/s open_ms=4.10 best_rate=9100.2msg/s best_mb_rate=94.26MB/s cpu=0.31s cpu_share=30%
 // MB is 10^6 octets; mb_rate counts every octet of the RETR responses (status lines, stuffed
@@ -32,6 +40,7 @@
 // cpu is this process's own user+system CPU time over the whole run, cpu_share that time over
 // the wall-clock time (100% = one core busy).
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -57,7 +66,8 @@ func fail(_ message: String) -> Never {
 func usage(_ message: String? = nil) -> Never {
     if let message { writeStderr("pop3load: \(message)\n") }
     writeStderr("""
-    usage: pop3load logins --port P [--host H] --users u1:p1,u2:p2,... --clients N --seconds S [--timeout T]
+    usage: pop3load logins --port P [--host H] --users u1:p1,u2:p2,... --clients N --seconds S
+                           [--sources A.B.C.D/PREFIX] [--timeout T]
            pop3load retr --port P [--host H] --user U --pass X [--repeat R] [--batch B] [--expect N] [--timeout T]
 
     """)
@@ -141,6 +151,53 @@ struct Endpoint {
     }
 }
 
+// MARK: client source addresses (--sources)
+
+/// An IPv4 network whose addresses are handed out round-robin, one per new connection, from one
+/// counter shared by every client thread.
+final class SourcePool: Sendable {
+    let network: UInt32     // host order
+    let prefix: Int
+    let usable: Int         // addresses handed out (.0 and .255 of each /24 left out for prefix <= 24)
+    let text: String
+    private let counter = Atomic<Int>(0)
+
+    init(_ spec: String) {
+        let parts = spec.split(separator: "/", omittingEmptySubsequences: false)
+        var a = in_addr()
+        guard parts.count == 2, let p = Int(parts[1]), (0...32).contains(p),
+              inet_pton(AF_INET, String(parts[0]), &a) == 1 else {
+            usage("--sources: expected an IPv4 network A.B.C.D/PREFIX such as 127.1.0.0/16, got '\(spec)'")
+        }
+        let n = UInt32(bigEndian: a.s_addr)
+        let mask: UInt32 = p == 0 ? 0 : ~UInt32(0) << UInt32(32 - p)
+        guard n & ~mask == 0 else { usage("--sources: \(spec) has bits set outside the /\(p) prefix") }
+        network = n
+        prefix = p
+        let size = 1 << (32 - p)
+        usable = p <= 24 ? size / 256 * 254 : size
+        text = spec
+    }
+
+    /// The i-th usable address (0 <= i < usable), host order.
+    func address(_ i: Int) -> UInt32 {
+        if prefix <= 24 { return network &+ UInt32((i / 254) * 256 + 1 + i % 254) }
+        return network &+ UInt32(i)
+    }
+
+    /// The next address, round-robin.
+    func take() -> UInt32 {
+        address(counter.wrappingAdd(1, ordering: .relaxed).oldValue % usable)
+    }
+
+    /// Connections that took an address so far.
+    var taken: Int { counter.load(ordering: .relaxed) }
+
+    static func text(_ a: UInt32) -> String {
+        "\(a >> 24).\((a >> 16) & 255).\((a >> 8) & 255).\(a & 255)"
+    }
+}
+
 // MARK: one blocking connection with a line reader
 
 final class Connection {
@@ -153,10 +210,24 @@ final class Connection {
     /// Every octet read from the server, for the response-octet count.
     var received = 0
 
-    init(_ ep: Endpoint, timeout: Int, label: String) {
+    /// source: an IPv4 address (host order) to bind to before connecting.
+    init(_ ep: Endpoint, timeout: Int, label: String, source: UInt32? = nil) {
         self.label = label
         let s = socket(ep.family, Int32(SOCK_STREAM.rawValue), 0)
         guard s >= 0 else { fail("\(label): socket: \(String(cString: strerror(errno)))") }
+        if let source {
+            // IP_BIND_ADDRESS_NO_PORT (24): the port is chosen at connect(), for the whole
+            // 4-tuple, instead of at bind() from the ports free on that address alone.
+            var one: Int32 = 1
+            setsockopt(s, Int32(IPPROTO_IP), 24, &one, socklen_t(MemoryLayout<Int32>.size))
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_addr.s_addr = source.bigEndian
+            let rc = withUnsafePointer(to: &sin) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard rc == 0 else { fail("\(label): bind to \(SourcePool.text(source)): \(String(cString: strerror(errno)))") }
+        }
         var tv = timeval(tv_sec: timeout, tv_usec: 0)
         setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -309,6 +380,8 @@ func runLogins(_ o: [String: String]) {
     guard users.count >= clients else {
         usage("--users: \(clients) clients need \(clients) different users (a maildrop takes one session at a time), got \(users.count)")
     }
+    let sources = o["sources"].map(SourcePool.init)
+    if sources != nil && ep.family != AF_INET { usage("--sources needs an IPv4 --host") }
 
     let results = (0..<clients).map { _ -> ClientResult in
         let r = ClientResult()
@@ -328,9 +401,10 @@ func runLogins(_ o: [String: String]) {
             go.wait()
             let userCmd = "USER \(user)\r\n", passCmd = "PASS \(pass)\r\n"
             while monotonicSeconds() < deadline {
-                let label = "client \(i + 1) (\(user)), login \(r.logins + 1)"
                 let begin = monotonicSeconds()
-                let c = Connection(ep, timeout: timeout, label: label)
+                let source = sources?.take()
+                let label = "client \(i + 1) (\(user))\(source.map { " from \(SourcePool.text($0))" } ?? ""), login \(r.logins + 1)"
+                let c = Connection(ep, timeout: timeout, label: label, source: source)
                 c.ok("the greeting")
                 c.send(userCmd)
                 c.ok("the reply to USER")
@@ -359,7 +433,8 @@ func runLogins(_ o: [String: String]) {
     let ms = { (v: Double) in fmt(v * 1000, 3) + "ms" }
     print("logins clients=\(clients) logins=\(total) seconds=\(fmt(wall, 2)) rate=\(fmt(Double(total) / wall, 1))/s"
           + " p50=\(ms(percentile(all, 0.50))) p99=\(ms(percentile(all, 0.99))) max=\(ms(all.last ?? .nan))"
-          + " cpu=\(fmt(cpu, 2))s cpu_share=\(fmt(100 * cpu / wall, 0))%")
+          + " cpu=\(fmt(cpu, 2))s cpu_share=\(fmt(100 * cpu / wall, 0))%"
+          + (sources.map { " sources=\(min($0.taken, $0.usable)) source_range=\($0.text)" } ?? ""))
 }
 
 // MARK: RETR
@@ -472,7 +547,7 @@ let args = CommandLine.arguments
 guard args.count >= 2 else { usage() }
 switch args[1] {
 case "logins":
-    runLogins(parseOptions(args.dropFirst(2), allowed: ["port", "host", "users", "clients", "seconds", "timeout"]))
+    runLogins(parseOptions(args.dropFirst(2), allowed: ["port", "host", "users", "clients", "seconds", "sources", "timeout"]))
 case "retr":
     runRetr(parseOptions(args.dropFirst(2), allowed: ["port", "host", "user", "pass", "repeat", "batch", "expect", "timeout"]))
 default:

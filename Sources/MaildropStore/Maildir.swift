@@ -245,6 +245,9 @@ final class MaildirSession: MaildropSession {
         let raw = sysOpenAt(dirFD, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
         if raw == -ENOENT { return .vanished }
         if raw == -ELOOP { return .skip("\(display): symbolic link, ignored") }
+        // A file its owner may not read (an MDA that ran as root and got the mode wrong) must
+        // not lock the user out of the rest: left where it is, named in the log, not served.
+        if raw == -EACCES || raw == -EPERM { return .skip("\(display): cannot open: \(errnoText(-raw)); left in place, not served") }
         if raw < 0 { return .failed(ioError(display, "cannot open", -raw)) }
         let fd = Descriptor(raw)
         defer { fd.close() }
