@@ -41,12 +41,14 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // syslog LogHandler for swift-log.
+        // drac.conf and the allow file read from disk (-c, /etc/drac/drac.conf, -o), for every program.
+        .target(name: "DRACConfigFile", dependencies: ["DRACCore"]),
         .target(name: "DRACLog", dependencies: [.product(name: "Logging", package: "swift-log")]),
         // Cyrus SASL wrapper (used by drac-smtpd and drac-pop3d).
         .target(name: "SASLAuth", dependencies: ["CSASL"]),
         // The rpc.dracd service: NIO transports, group commit writer, sweeper, reload.
         .target(name: "DRACDaemon", dependencies: [
-            "DRACCore", "DRACMap", "DRACRPC", "DRACLog",
+            "DRACCore", "DRACConfigFile", "DRACMap", "DRACRPC", "DRACLog",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -55,7 +57,7 @@ let package = Package(
         ]),
         // dracctl's commands, as a library so tests can drive them.
         .target(name: "DRACAdmin", dependencies: [
-            "DRACCore", "DRACMap", "DRACRPC",
+            "DRACCore", "DRACConfigFile", "DRACMap", "DRACRPC",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Pure SMTP: command parser, replies, limits, DATA scanner, session state machine.
@@ -80,7 +82,7 @@ let package = Package(
         ]),
         // drac-smtpd's NIO glue: connection handler, backend relay, the Service.
         .target(name: "SMTPGateway", dependencies: [
-            "DRACCore", "DRACMap", "SMTPCore", "SASLAuth", "MailServerKit",
+            "DRACCore", "DRACConfigFile", "DRACMap", "SMTPCore", "SASLAuth", "MailServerKit",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -91,7 +93,7 @@ let package = Package(
         ], swiftSettings: [.swiftLanguageMode(.v5)]),
         // drac-pop3d's NIO glue: connection handler, DRAC notifier, privileges, the Service.
         .target(name: "POP3Server", dependencies: [
-            "DRACCore", "DRACRPC", "POP3Core", "SMTPCore", "SASLAuth", "MailServerKit", "MaildropStore", "CLinux",
+            "DRACCore", "DRACConfigFile", "DRACRPC", "POP3Core", "SMTPCore", "SASLAuth", "MailServerKit", "MaildropStore", "CLinux",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

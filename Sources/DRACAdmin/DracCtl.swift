@@ -1,5 +1,6 @@
 // dracctl: administer the DRAC map (list, expire, add, del, check) safely while rpc.dracd runs.
 import ArgumentParser
+import DRACConfigFile
 import DRACCore
 import DRACMap
 import DRACRPC
@@ -28,18 +29,8 @@ public struct GlobalOptions: ParsableArguments {
     public init() {}
 
     func settings() throws -> DRACConfig {
-        var source = ConfigSource()
-        let path = config ?? DRACConfig.defaultPath
-        if config != nil || FileManager.default.fileExists(atPath: path) {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw AdminError("cannot read configuration file \(path): \(String(cString: strerror(errno)))")
-            }
-            guard let text = String(data: data, encoding: .utf8) else { throw AdminError("\(path) is not UTF-8 text") }
-            do { try source.parseFile(text, name: path) } catch { throw AdminError("\(error)") }
-        }
         do {
-            for o in overrides { try source.parseOverride(o) }
-            var c = try DRACConfig(source)
+            var c = try DRACConfig(ConfigFile.source(configFile: config, overrides: overrides))
             if let db { c.mapFile = db }
             return c
         } catch {

@@ -1,4 +1,5 @@
 // Loading rpc.dracd's settings: drac.conf, -o overrides, DRAC 1.12 flags, the allow file.
+import DRACConfigFile
 import DRACCore
 import Foundation
 import Glibc
@@ -22,13 +23,7 @@ public struct StartError: Error, CustomStringConvertible {
 public enum SettingsLoader {
     /// drac.conf (the -c file, or /etc/drac/drac.conf when it exists), then -o, then the DRAC flags.
     public static func load(_ o: DaemonOptions) throws -> DRACConfig {
-        var source = ConfigSource()
-        let path = o.configFile ?? DRACConfig.defaultPath
-        if o.configFile != nil || FileManager.default.fileExists(atPath: path) {
-            let text = try readSmallFile(path, what: "configuration file")
-            try source.parseFile(text, name: path)
-        }
-        for item in o.overrides { try source.parseOverride(item) }
+        let source = try ConfigFile.source(configFile: o.configFile, overrides: o.overrides)
         var config = try DRACConfig(source)
         if let e = o.expireMinutes {
             guard e >= 1, e <= 366 * 24 * 60 else { throw StartError("-e \(e): expiry must be 1 to \(366 * 24 * 60) minutes") }
@@ -45,28 +40,11 @@ public enum SettingsLoader {
             let list = AllowList.defaultList(hostAddresses: hostAddresses())
             return (list, "default: loopback and this host's addresses, \(path) does not exist")
         }
-        let text = try readSmallFile(path, what: "allow file")
+        let text = try ConfigFile.readSmallFile(path, what: "allow file")
         switch AllowList.parse(text) {
         case .success(let list): return (list, "\(path), \(list.rules.count) rules")
         case .failure(let e): throw StartError("\(path), \(e)")
         }
-    }
-
-    static func readSmallFile(_ path: String, what: String, limit: Int = 1 << 20) throws -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw StartError("cannot read \(what) \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = read(fd, &buf, buf.count)
-            if n < 0 { if errno == EINTR { continue }; throw StartError("cannot read \(what) \(path): \(String(cString: strerror(errno)))") }
-            if n == 0 { break }
-            out += buf[0..<n]
-            guard out.count <= limit else { throw StartError("\(what) \(path) is larger than \(limit) bytes") }
-        }
-        guard let s = String(validating: out, as: UTF8.self) else { throw StartError("\(what) \(path) is not UTF-8 text") }
-        return s
     }
 
     /// This host's interface addresses (for the default allow list, as DRAC).

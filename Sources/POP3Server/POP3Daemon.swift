@@ -1,4 +1,5 @@
 // drac-pop3d as a Service: settings, SASL, TLS, listeners, then the privilege drop.
+import DRACConfigFile
 import DRACCore
 import Foundation
 import Logging

@@ -1,4 +1,5 @@
 // drac-smtpd as a Service: settings, SASL, TLS, the map reader and the listeners.
+import DRACConfigFile
 import DRACCore
 import DRACMap
 import Foundation

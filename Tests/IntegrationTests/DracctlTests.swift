@@ -63,6 +63,9 @@ final class DracctlTests: XCTestCase {
             XCTAssertTrue(r.stderr.hasPrefix("dracctl: "), "\(args): \(r.stderr)")
             XCTAssertTrue(r.stderr.contains(text), "\(args): \(r.stderr)")
         }
+        // /dev/null is an empty configuration (read(2), not a file-size query).
+        let empty = dracctl(["list", "-c", "/dev/null", "--db", map])
+        XCTAssertEqual(empty.status, 0, empty.output)
         let notDB = dir + "/text.db"
         FileManager.default.createFile(atPath: notDB, contents: Data("hello\n".utf8))
         let r = dracctl(["list", "--db", notDB])
