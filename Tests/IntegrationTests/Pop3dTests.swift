@@ -103,6 +103,42 @@ final class Pop3dTests: XCTestCase {
 
     // MARK: - UPDATE, IN-USE, pipelining
 
+    /// Messages not in the page cache take the thread-pool path (the event loop sends only
+    /// what is cached): evicted files, small and large, still arrive byte-exact, and TOP too.
+    func testRetrOfMessagesEvictedFromThePageCache() throws {
+        let dir = makeSite("pop3-evicted")
+        let small = Mailbox.message(subject: "small", body: ["one line", ".dot"])
+        let large = Mailbox.message(subject: "large", body: (0..<40_000).map { $0 % 7 == 0 ? ".\($0)" : "line \($0) of a large message" })
+        for m in [small, large] { Mailbox.deliver(m, to: maildir(dir)) }
+        let p = try start(dir)
+        defer { p.stop() }
+        let c = try POP3Raw.login(port: p.port, user: user, password: password)
+        // Login moved the files to cur/: write them out and drop them from the cache.
+        for f in Mailbox.files(maildir(dir)) {
+            let fd = open(maildir(dir) + "/" + f, O_RDONLY)
+            XCTAssertGreaterThanOrEqual(fd, 0, f)
+            fsync(fd)
+            XCTAssertEqual(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0)
+            close(fd)
+        }
+        for (n, m) in [(2, large), (1, small)] {
+            XCTAssertEqual(c.command("RETR \(n)"), "+OK \(Mailbox.crlfSize(m)) octets")
+            XCTAssertEqual(c.multilineBody(), Mailbox.expectedRetr(m), "RETR \(n)")
+        }
+        for f in Mailbox.files(maildir(dir)) {
+            let fd = open(maildir(dir) + "/" + f, O_RDONLY)
+            _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+            close(fd)
+        }
+        XCTAssertTrue(c.command("TOP 2 3").hasPrefix("+OK"))
+        let head = Mailbox.expectedRetr(large)
+        let headerEnd = String(decoding: head, as: UTF8.self).range(of: "\r\n\r\n")!
+        let want = String(decoding: head, as: UTF8.self)[..<headerEnd.upperBound] +
+            "..0\r\nline 1 of a large message\r\nline 2 of a large message\r\n"
+        XCTAssertEqual(String(decoding: c.multilineBody() ?? [], as: UTF8.self), String(want))
+        XCTAssertTrue(c.command("QUIT").hasPrefix("+OK"))
+    }
+
     func testDeletionsHappenOnlyAfterQuit() throws {
         let dir = makeSite("pop3-dele")
         for n in 1...3 { Mailbox.deliver(Mailbox.message(subject: "m\(n)", body: ["body \(n)"]), to: maildir(dir)) }
