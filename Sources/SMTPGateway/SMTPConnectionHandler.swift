@@ -102,6 +102,13 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
         process()
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, !busy, !closing { process() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    var writable: Bool { context?.channel.isWritable ?? false }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSUserEvent.handshakeCompleted(let proto) = event {
             session?.tlsEstablished()
@@ -119,7 +126,10 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
 
     /// Feeds buffered input to the session until it must wait or needs more octets.
     func process() {
-        loop: while !busy && !closing, let s = session, !s.isWaiting, !s.isClosed {
+        // No new command while the client is not reading our replies: a client that pipelines
+        // NOOPs and reads nothing must not make us queue replies in memory without end
+        // (channelWritabilityChanged resumes).
+        loop: while !busy && !closing && writable, let s = session, !s.isWaiting, !s.isClosed {
             if s.inData {
                 if input.readableBytes == 0 || !scanData() { break }
                 continue
@@ -287,6 +297,8 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
         closing = true
         releaseBackend()
         context.writeAndFlush(wrapOutboundOut(buffer(named(reply).encoded))).whenComplete { _ in context.close(promise: nil) }
+        // A client that reads nothing never lets that write complete.
+        context.eventLoop.scheduleTask(in: .seconds(10)) { context.close(promise: nil) }
     }
 
     /// RFC 5321 §3.8 / §4.2: a 421 names the server ("421 <domain> Service not available").

@@ -312,6 +312,45 @@ final class SmtpdLimitsTests: XCTestCase {
 
     // MARK: - Pipelining (RFC 2920)
 
+    /// A client that pipelines commands and never reads the replies must not make the server
+    /// queue replies in memory: it stops taking commands while its replies are not read, and
+    /// serves them all, in order, once they are. EHLO: 10 octets in, a multi-line reply out.
+    func testPipelinedCommandsFromAClientThatDoesNotRead() throws {
+        try start()
+        let c = try client("127.0.0.72")
+        let ehlo = c.command("EHLO client.test")
+        XCTAssertEqual(ehlo.code, 250)
+        let count = 150_000
+        let sender = Thread { c.send(String(repeating: "EHLO x.test\r\n", count: count)) }
+        sender.start()
+        func rssKB() -> Int {
+            let status = (try? String(contentsOfFile: "/proc/\(smtpd.process.pid)/status", encoding: .utf8)) ?? ""
+            let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
+        }
+        let before = rssKB()
+        var during = before
+        for _ in 0..<8 { sleep(1); during = max(during, rssKB()) }
+        XCTAssertGreaterThan(before, 0)
+        XCTAssertLessThan(during - before, 8 * 1024, "the server grew by \(during - before) KB for replies nobody read")
+        // Now read them all: every EHLO answered, in order, then the session still works.
+        var got = 0, lines = 0, tail: [UInt8] = []
+        let last = Array("250 ".utf8)
+        let deadline = Date().addingTimeInterval(90)
+        while got < count && Date() < deadline {
+            guard let more = c.tcp.receive(timeout: 1) else { break }
+            tail += more
+            while let lf = tail.firstIndex(of: 0x0A) {
+                if tail.starts(with: last) { got += 1 } else if !tail.starts(with: Array("250-".utf8)) { lines = -1_000_000 }
+                lines += 1
+                tail.removeSubrange(...lf)
+            }
+        }
+        XCTAssertEqual(got, count, "final 250 lines read")
+        XCTAssertEqual(lines % count, 0, "every reply has the same number of lines, all 250")
+        XCTAssertEqual(c.command("QUIT").code, 221)
+    }
+
     func testPipelinedCommandsAndText() throws {
         try start()
         let c = try client("127.0.0.71")
