@@ -107,6 +107,18 @@ final class TCPHandler: ChannelInboundHandler {
         context.fireChannelReadComplete()
     }
 
+    /// A client that sends calls but does not read the replies is not read until it does: the
+    /// replies would otherwise pile up in memory for as long as it keeps sending. If it never
+    /// reads, idle_timeout (no read for that long) closes the connection.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        let writable = context.channel.isWritable
+        if !writable {
+            logger.info("tcp connection from \(caller.map { "\($0)" } ?? "?") does not read its replies; not reading its calls until it does")
+        }
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: writable)
+        context.fireChannelWritabilityChanged()
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
             logger.info("closing idle tcp connection from \(caller.map { "\($0)" } ?? "?")")

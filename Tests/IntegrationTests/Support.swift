@@ -207,9 +207,11 @@ func rawUDP(_ bytes: [UInt8], port: Int, host: String = "127.0.0.1", source: Str
 /// A raw TCP connection to the daemon.
 final class RawTCP {
     let fd: Int32
-    init?(port: Int, host: String = "127.0.0.1", source: String? = nil) {
+    /// `receiveBuffer`: SO_RCVBUF set before connecting (a small window that stays small).
+    init?(port: Int, host: String = "127.0.0.1", source: String? = nil, receiveBuffer: Int32? = nil) {
         let target = IPAddress(host)!
         fd = socket(target.isV4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
         if let source { _ = SocketAddress(IPAddress(source)!, port: 0).bind(fd) }
         if case .failure = SocketAddress(target, port: port).connect(fd) { close(fd); return nil }
     }
