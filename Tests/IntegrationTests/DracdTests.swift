@@ -258,14 +258,9 @@ final class DracdTests: XCTestCase {
         for _ in 0..<count { calls += one }
         let sender = Thread { tcp.send(calls) }
         sender.start()
-        func rssKB() -> Int {
-            let status = (try? String(contentsOfFile: "/proc/\(d.process.pid)/status", encoding: .utf8)) ?? ""
-            let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
-        }
-        let before = rssKB()
+        let before = residentKB(d.process.pid)
         var during = before
-        for _ in 0..<8 { sleep(1); during = max(during, rssKB()) }
+        for _ in 0..<8 { sleep(1); during = max(during, residentKB(d.process.pid)) }
         XCTAssertGreaterThan(before, 0)
         XCTAssertLessThan(during - before, 4 * 1024, "rpc.dracd grew by \(during - before) KB for replies nobody read")
         XCTAssertEqual(addStatus(DRACClient.addBlocking(IPAddress("192.0.2.61")!, servers: ["127.0.0.1"], transport: .tcp, timeout: 5)), ["ADD_SUCCESS"])

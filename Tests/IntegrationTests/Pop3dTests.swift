@@ -226,15 +226,10 @@ final class Pop3dTests: XCTestCase {
         defer { p.stop() }
         let c = try POP3Raw.login(port: p.port, user: user, password: password)
         XCTAssertEqual(c.command("NOOP"), "+OK")
-        func rssKB() -> Int {
-            let status = (try? String(contentsOfFile: "/proc/\(p.pid)/status", encoding: .utf8)) ?? ""
-            let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-            return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? -1
-        }
-        let before = rssKB()
+        let before = residentKB(p.pid)
         c.send((1...count).map { "RETR \($0)\r\n" }.joined())
         sleep(3)
-        let during = rssKB()
+        let during = residentKB(p.pid)
         XCTAssertGreaterThan(before, 0)
         XCTAssertLessThan(during - before, 8 * 1024,
                           "the server grew by \(during - before) KB while the client read nothing (20 MB requested)")

@@ -323,14 +323,9 @@ final class SmtpdLimitsTests: XCTestCase {
         let count = 150_000
         let sender = Thread { c.send(String(repeating: "EHLO x.test\r\n", count: count)) }
         sender.start()
-        func rssKB() -> Int {
-            let status = (try? String(contentsOfFile: "/proc/\(smtpd.process.pid)/status", encoding: .utf8)) ?? ""
-            let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
-        }
-        let before = rssKB()
+        let before = residentKB(smtpd.process.pid)
         var during = before
-        for _ in 0..<8 { sleep(1); during = max(during, rssKB()) }
+        for _ in 0..<8 { sleep(1); during = max(during, residentKB(smtpd.process.pid)) }
         XCTAssertGreaterThan(before, 0)
         XCTAssertLessThan(during - before, 8 * 1024, "the server grew by \(during - before) KB for replies nobody read")
         // Now read them all: every EHLO answered, in order, then the session still works.

@@ -262,3 +262,10 @@ func addStatus(_ outcomes: [DRACClient.Outcome]) -> [String] {
         }
     }
 }
+
+/// A process's resident memory in KiB (VmRSS of /proc/PID/status), -1 if unreadable.
+func residentKB(_ pid: pid_t) -> Int {
+    let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+    let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+    return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
+}
