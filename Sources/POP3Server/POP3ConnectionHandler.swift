@@ -162,21 +162,35 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
 
     // MARK: - Input
 
+    /// Runs the commands that are buffered, as far as the session can go. Not re-entered: a
+    /// call from inside (a message finished, the socket drained during a flush) makes the
+    /// running call go round again instead, so nothing is left waiting and the stack stays flat.
     func process() {
-        // No new command while the client is not reading what we sent (a client that pipelines
-        // RETR 1..N and reads nothing must not make us queue the maildrop in memory);
-        // channelWritabilityChanged resumes.
-        loop: while !busy && !closing && stream == nil && writable, let s = session, !s.isWaiting, !s.isClosed {
-            switch framer.next(from: &input, limit: s.lineLimit) {
-            case nil: break loop
-            case .tooLong?: run(step { $0.received(line: "", tooLong: true) })
-            case .text(let line)?: run(step { $0.received(line: Substring(line)) })
-            }
+        if processing {
+            processAgain = true
+            return
         }
-        input.discardReadBytes()
-        flushAndRead()
-        finishIfIdle()
+        processing = true
+        defer { processing = false }
+        repeat {
+            processAgain = false
+            // No new command while the client is not reading what we sent (a client that
+            // pipelines RETR 1..N and reads nothing must not make us queue the maildrop in
+            // memory); channelWritabilityChanged resumes.
+            loop: while !busy && !closing && stream == nil && writable, let s = session, !s.isWaiting, !s.isClosed {
+                switch framer.next(from: &input, limit: s.lineLimit) {
+                case nil: break loop
+                case .tooLong?: run(step { $0.received(line: "", tooLong: true) })
+                case .text(let line)?: run(step { $0.received(line: Substring(line)) })
+                }
+            }
+            input.discardReadBytes()
+            flushAndRead()
+            finishIfIdle()
+        } while processAgain
     }
+    var processing = false
+    var processAgain = false
 
     func step(_ body: (inout POP3Session) -> [POP3Action]) -> [POP3Action] {
         guard session != nil else { return [] }
@@ -493,35 +507,53 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
         if m.done {
             stream = nil
             run(step { $0.messageSent(octets: m.stuffer.octetsOut) })
+            // The next pipelined command, whoever got us here (a pool job, the socket
+            // draining, or the command loop itself, which then just goes round again).
+            if !busy { process() }
             return
         }
         context.flush()
         if context.channel.isWritable { pump() }   // else channelWritabilityChanged resumes
     }
 
+    /// Sends the next chunk of the message: from the page cache right here, else read on the
+    /// pool. Not re-entered (a flush that drains the socket calls back into channelWritability-
+    /// Changed); the running call goes round again instead.
     func pump() {
-        guard let m = stream, let box = maildrop else { return }
-        do {
-            let bytes = try Self.fill(m, cachedOnly: true)
-            if bytes.readableBytes > 0 || m.done {
-                context?.write(wrapOutboundOut(bytes), promise: nil)
-                continueStream()
-                return
-            }
-        } catch {
-            failStream(m, error)
+        if pumping {
+            pumpAgain = true
             return
         }
-        offload({ try box.run { _ in try Self.fill(m, cachedOnly: false) } }, done: { [self] result in
-            switch result {
-            case .success(let bytes):
-                context?.write(wrapOutboundOut(bytes), promise: nil)
-                continueStream()
-            case .failure(let e):
-                failStream(m, e)
+        pumping = true
+        defer { pumping = false }
+        repeat {
+            pumpAgain = false
+            guard !busy, let m = stream, let box = maildrop, context != nil else { return }
+            let bytes: ByteBuffer
+            do {
+                bytes = try Self.fill(m, cachedOnly: true)
+            } catch {
+                failStream(m, error)
+                return
             }
-        }, gone: { _ in m.source.close() })
+            guard bytes.readableBytes > 0 || m.done else {
+                offload({ try box.run { _ in try Self.fill(m, cachedOnly: false) } }, done: { [self] result in
+                    switch result {
+                    case .success(let bytes):
+                        context?.write(wrapOutboundOut(bytes), promise: nil)
+                        continueStream()
+                    case .failure(let e):
+                        failStream(m, e)
+                    }
+                }, gone: { _ in m.source.close() })
+                return
+            }
+            context?.write(wrapOutboundOut(bytes), promise: nil)
+            continueStream()   // asks for more with pumpAgain while the socket takes it
+        } while pumpAgain
     }
+    var pumping = false
+    var pumpAgain = false
 
     /// Part of the message is out: the response cannot be completed honestly.
     func failStream(_ m: MessageStream, _ error: Error) {

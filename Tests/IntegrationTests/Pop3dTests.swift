@@ -103,6 +103,24 @@ final class Pop3dTests: XCTestCase {
 
     // MARK: - UPDATE, IN-USE, pipelining
 
+    /// A command pipelined behind a message larger than the socket buffers is answered once
+    /// the message has gone out, however its last chunk was sent (here: when the socket
+    /// drained for a client that started reading late).
+    func testCommandPipelinedBehindALargeMessageIsAnswered() throws {
+        let dir = makeSite("pop3-behind-large")
+        let big = Mailbox.message(subject: "big", body: (0..<120_000).map { "line \($0) of a message larger than the socket buffers" })
+        Mailbox.deliver(big, to: maildir(dir))
+        let p = try start(dir)
+        defer { p.stop() }
+        let c = try POP3Raw.login(port: p.port, user: user, password: password)
+        c.send("RETR 1\r\nNOOP\r\n")
+        sleep(1)
+        XCTAssertEqual(c.line(), "+OK \(Mailbox.crlfSize(big)) octets")
+        XCTAssertEqual(c.multilineBody()?.count, Mailbox.expectedRetr(big).count)
+        XCTAssertEqual(c.line(timeout: 10), "+OK", "NOOP behind the message")
+        XCTAssertTrue(c.command("QUIT").hasPrefix("+OK"))
+    }
+
     /// Messages not in the page cache take the thread-pool path (the event loop sends only
     /// what is cached): evicted files, small and large, still arrive byte-exact, and TOP too.
     func testRetrOfMessagesEvictedFromThePageCache() throws {
