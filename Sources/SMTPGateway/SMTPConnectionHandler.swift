@@ -125,25 +125,38 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     // MARK: - Input
 
     /// Feeds buffered input to the session until it must wait or needs more octets.
+    /// Not re-entered: a call from inside (the socket drained during a flush) makes the
+    /// running call go round again instead.
     func process() {
-        // No new command while the client is not reading our replies: a client that pipelines
-        // NOOPs and reads nothing must not make us queue replies in memory without end
-        // (channelWritabilityChanged resumes).
-        loop: while !busy && !closing && writable, let s = session, !s.isWaiting, !s.isClosed {
-            if s.inData {
-                if input.readableBytes == 0 || !scanData() { break }
-                continue
-            }
-            switch framer.next(from: &input, limit: s.lineLimit) {
-            case nil: break loop
-            case .tooLong?: run(step { $0.received(line: "", tooLong: true) })
-            case .text(let line)?: run(step { $0.received(line: Substring(line)) })
-            }
+        if processing {
+            processAgain = true
+            return
         }
-        input.discardReadBytes()
-        flushAndRead()
-        finishIfIdle()
+        processing = true
+        defer { processing = false }
+        repeat {
+            processAgain = false
+            // No new command while the client is not reading our replies: a client that
+            // pipelines NOOPs and reads nothing must not make us queue replies in memory
+            // without end (channelWritabilityChanged resumes).
+            loop: while !busy && !closing && writable, let s = session, !s.isWaiting, !s.isClosed {
+                if s.inData {
+                    if input.readableBytes == 0 || !scanData() { break }
+                    continue
+                }
+                switch framer.next(from: &input, limit: s.lineLimit) {
+                case nil: break loop
+                case .tooLong?: run(step { $0.received(line: "", tooLong: true) })
+                case .text(let line)?: run(step { $0.received(line: Substring(line)) })
+                }
+            }
+            input.discardReadBytes()
+            flushAndRead()
+            finishIfIdle()
+        } while processAgain
     }
+    var processing = false
+    var processAgain = false
 
     /// Runs one step of the session state machine.
     func step(_ body: (inout SMTPSession) -> [SMTPAction]) -> [SMTPAction] {
