@@ -72,7 +72,7 @@ let package = Package(
         ]),
         // The listener layer shared by drac-smtpd and drac-pop3d: bind, limits, TLS, drain.
         .target(name: "MailServerKit", dependencies: [
-            "DRACCore", "SASLAuth", "SMTPCore",
+            "DRACCore", "DRACLog", "SASLAuth", "SMTPCore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -32,14 +32,12 @@ public struct POP3DaemonSettings: Sendable {
 public final class POP3Daemon: Service, Sendable {
     public let services: POP3Services
     let server: MailServer<POP3ListenerKind>
-    let group: MultiThreadedEventLoopGroup
-    let threadPool: NIOThreadPool
+    let threads: ServerThreads
 
-    init(services: POP3Services, server: MailServer<POP3ListenerKind>, group: MultiThreadedEventLoopGroup, threadPool: NIOThreadPool) {
+    init(services: POP3Services, server: MailServer<POP3ListenerKind>, threads: ServerThreads) {
         self.services = services
         self.server = server
-        self.group = group
-        self.threadPool = threadPool
+        self.threads = threads
     }
 
     /// Where we listen, as `pop3 127.0.0.1:110, pop3s [::]:995`.
@@ -61,12 +59,7 @@ public final class POP3Daemon: Service, Sendable {
             }
             mailUser = u
         }
-        var tls: NIOSSLContext? = nil
-        if let cert = c.tlsCertFile, let key = c.tlsKeyFile {
-            do { tls = try TLSFiles.serverContext(certificate: cert, key: key) } catch {
-                throw POP3StartError("TLS certificate \(cert) / key \(key): \(error)")
-            }
-        }
+        let tls = try TLSFiles.optionalServerContext(certificate: c.tlsCertFile, key: c.tlsKeyFile)
         var sasl: (any SASLServerFactory)? = nil
         do {
             // USER/PASS goes through sasl_checkpass, which needs no mechanism; with none
@@ -80,51 +73,27 @@ public final class POP3Daemon: Service, Sendable {
         let notifier = c.useDrac
             ? DRACNotifier(servers: settings.dracConfig.rpcServers, timeout: Double(settings.dracConfig.rpcTimeoutSeconds), logger: logger)
             : nil
-        let threadPool = NIOThreadPool(numberOfThreads: max(4, System.coreCount * 2))
-        threadPool.start()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let threads = ServerThreads(poolThreads: max(4, System.coreCount * 2))
         let services = POP3Services(config: c, hostname: hostname, sasl: sasl, tls: tls, template: template,
-                                    mailUser: mailUser, notifier: notifier, threadPool: threadPool, logger: logger)
-        let server: MailServer<POP3ListenerKind>
-        do {
-            server = try await MailServer<POP3ListenerKind>.bind(
-                c.listeners.map { ($0.kind, $0.address, $0.port) }, group: group, registry: services.registry,
-                grace: .seconds(c.shutdownGraceSeconds), logger: logger, name: "drac-pop3d"
-            ) { channel, kind in
-                channel.eventLoop.makeCompletedFuture {
-                    let ops = channel.pipeline.syncOperations
-                    if kind == .pop3s, let tls = services.tls {
-                        try ops.addHandler(NIOSSLServerHandler(context: tls))
-                    }
-                    try ops.addHandler(POP3ConnectionHandler(services: services, kind: kind))
-                }
-            }
-        } catch {
-            try? await group.shutdownGracefully()
-            try? await threadPool.shutdownGracefully()
-            throw POP3StartError("cannot listen: \(error)")
-        }
+                                    mailUser: mailUser, notifier: notifier, threadPool: threads.pool, logger: logger)
+        let server = try await threads.bind(
+            c.listeners.map { ($0.kind, $0.address, $0.port) }, registry: services.registry,
+            grace: .seconds(c.shutdownGraceSeconds), logger: logger, name: "drac-pop3d", tls: tls,
+            implicitTLS: { $0 == .pop3s }, handler: { POP3ConnectionHandler(services: services, kind: $0) })
         // Listening sockets are open: from here on we need root no more (virtual users).
         if let u = mailUser {
             do { try Privileges.become(u) } catch {
-                try? await group.shutdownGracefully()
-                try? await threadPool.shutdownGracefully()
+                await threads.shutdown()
                 throw POP3StartError("\(error)")
             }
         }
-        let d = POP3Daemon(services: services, server: server, group: group, threadPool: threadPool)
+        let d = POP3Daemon(services: services, server: server, threads: threads)
         let who = mailUser.map { "serving as \($0.name) (uid \($0.uid))" } ?? "system users (each maildrop as its owner)"
         logger.info("started: \(d.listenerDescription); maildrops \(c.mailLocation), \(who); SASL \(c.saslPwcheckMethod), AUTH \(c.saslMechanisms.joined(separator: " "))\(tls != nil ? ", TLS" : ", no TLS"); DRAC \(c.useDrac ? settings.dracConfig.rpcServers.joined(separator: " ") : "off")")
         return d
     }
 
     public func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await server.run()
-        } onGracefulShutdown: {
-            self.services.draining.withLockedValue { $0 = true }
-        }
-        try? await group.shutdownGracefully()
-        try? await threadPool.shutdownGracefully()
+        try await threads.run(server, draining: services.draining)
     }
 }

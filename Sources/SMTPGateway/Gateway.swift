@@ -32,14 +32,12 @@ public struct GatewaySettings: Sendable {
 public final class Gateway: Service, Sendable {
     public let services: GatewayServices
     let server: MailServer<ListenerKind>
-    let group: MultiThreadedEventLoopGroup
-    let threadPool: NIOThreadPool
+    let threads: ServerThreads
 
-    init(services: GatewayServices, server: MailServer<ListenerKind>, group: MultiThreadedEventLoopGroup, threadPool: NIOThreadPool) {
+    init(services: GatewayServices, server: MailServer<ListenerKind>, threads: ServerThreads) {
         self.services = services
         self.server = server
-        self.group = group
-        self.threadPool = threadPool
+        self.threads = threads
     }
 
     /// Where we listen, as `smtp 127.0.0.1:25, submission [::1]:587`.
@@ -48,12 +46,7 @@ public final class Gateway: Service, Sendable {
     public static func start(_ settings: GatewaySettings, logger: Logger) async throws -> Gateway {
         let c = settings.smtpd
         let hostname = ServerName.resolve(c.hostname)
-        var tls: NIOSSLContext? = nil
-        if let cert = c.tlsCertFile, let key = c.tlsKeyFile {
-            do { tls = try TLSFiles.serverContext(certificate: cert, key: key) } catch {
-                throw GatewayStartError("TLS certificate \(cert) / key \(key): \(error)")
-            }
-        }
+        let tls = try TLSFiles.optionalServerContext(certificate: c.tlsCertFile, key: c.tlsKeyFile)
         var sasl: (any SASLServerFactory)? = nil
         if !c.saslMechanisms.isEmpty {
             let sc = CyrusSASLConfig(pwcheckMethod: c.saslPwcheckMethod, sasldbPath: c.sasldbPath, saslauthdPath: c.saslauthdPath,
@@ -61,37 +54,20 @@ public final class Gateway: Service, Sendable {
             do { sasl = try CyrusSASLServer(config: sc) } catch { throw GatewayStartError("Cyrus SASL: \(error)") }
         }
         let map = c.useDrac ? WatchedMapReader(path: settings.dracConfig.mapFile, format: settings.dracConfig.mapFormat) : nil
-        let threadPool = NIOThreadPool(numberOfThreads: 4)
-        threadPool.start()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let threads = ServerThreads(poolThreads: 4)
         let services = GatewayServices(config: c, hostname: hostname, sasl: sasl, map: map,
-                                       threadPool: threadPool, tls: tls, logger: logger)
-        let server: MailServer<ListenerKind>
-        do {
-            server = try await MailServer<ListenerKind>.bind(
-                c.listeners.map { ($0.kind, $0.address, $0.port) }, group: group, registry: services.registry,
-                grace: .seconds(c.shutdownGraceSeconds), logger: logger, name: "drac-smtpd"
-            ) { channel, kind in
-                channel.eventLoop.makeCompletedFuture {
-                    let ops = channel.pipeline.syncOperations
-                    if kind == .submissions, let tls = services.tls {
-                        try ops.addHandler(NIOSSLServerHandler(context: tls))
-                    }
-                    try ops.addHandler(SMTPConnectionHandler(services: services, kind: kind))
-                }
-            }
-        } catch {
-            try? await group.shutdownGracefully()
-            try? await threadPool.shutdownGracefully()
-            throw GatewayStartError("cannot listen: \(error)")
-        }
+                                       threadPool: threads.pool, tls: tls, logger: logger)
+        let server = try await threads.bind(
+            c.listeners.map { ($0.kind, $0.address, $0.port) }, registry: services.registry,
+            grace: .seconds(c.shutdownGraceSeconds), logger: logger, name: "drac-smtpd", tls: tls,
+            implicitTLS: { $0 == .submissions }, handler: { SMTPConnectionHandler(services: services, kind: $0) })
         // Learn what the backend offers (DSN is passed through only if it does) before the
         // first client asks; a backend that is down now is not fatal: clients get 451 until it
         // is back, and the next connection learns its extensions.
         do {
             // Opened, read and closed on the loop itself (the connection is loop-confined);
             // only its extensions come back.
-            let loop = group.next()
+            let loop = threads.group.next()
             let capabilities = try await loop.flatSubmit {
                 BackendConnection.open(host: c.backendHost, port: c.backendPort, on: loop,
                                        timeout: .seconds(min(c.backendTimeoutSeconds, 10)), heloName: hostname)
@@ -105,19 +81,13 @@ public final class Gateway: Service, Sendable {
         } catch {
             logger.warning("backend \(c.backendHost):\(c.backendPort) not reachable at start: \(error); clients get 451 until it is")
         }
-        let g = Gateway(services: services, server: server, group: group, threadPool: threadPool)
+        let g = Gateway(services: services, server: server, threads: threads)
         let mechs = sasl.map { "AUTH " + $0.mechanisms(secure: true).joined(separator: " ") } ?? "no AUTH"
         logger.info("started: \(g.listenerDescription); backend \(c.backendHost):\(c.backendPort); DRAC map \(c.useDrac ? settings.dracConfig.mapFile : "not used"); \(mechs)\(tls != nil ? ", TLS" : ", no TLS"); local domains: \(c.localDomains.sorted().joined(separator: " ")); trusted networks: \(c.trustedNetworks.rules.map(\.description).joined(separator: " "))")
         return g
     }
 
     public func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await server.run()
-        } onGracefulShutdown: {
-            self.services.draining.withLockedValue { $0 = true }
-        }
-        try? await group.shutdownGracefully()
-        try? await threadPool.shutdownGracefully()
+        try await threads.run(server, draining: services.draining)
     }
 }

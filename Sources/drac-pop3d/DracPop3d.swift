@@ -46,34 +46,13 @@ struct DracPop3d: ParsableCommand {
         do {
             settings = try POP3DaemonSettings.load(configFile: configFile, overrides: overrides)
         } catch {
-            fail("\(error)")
+            ServerMain.fail("drac-pop3d", "\(error)")
         }
-        let stderrIsJournal = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
-        SyslogLogHandler.bootstrap(ident: "drac-pop3d", facility: settings.dracConfig.syslogFacility,
-                                   alsoStderr: verbose && !stderrIsJournal)
-        let logger = Logger(label: "drac-pop3d")
-        // Settings are read at start only: a reload is a restart (drac-pop3d(8)).
-        signal(SIGHUP, SIG_IGN)
-        signal(SIGPIPE, SIG_IGN)
         // Each session holds its socket and, while reading a message, one file.
-        raiseOpenFileLimit(to: settings.pop3d.maxConnections * 2 + 64, setting: "pop3d_max_connections", logger: logger)
-        let daemon: POP3Daemon
-        do {
-            daemon = try await POP3Daemon.start(settings, logger: logger)
-        } catch {
-            logger.error("cannot start: \(error)")
-            fail("\(error)")
+        try await ServerMain.serve(name: "drac-pop3d", syslogFacility: settings.dracConfig.syslogFacility, verbose: verbose,
+                                   openFiles: settings.pop3d.maxConnections * 2 + 64, openFilesSetting: "pop3d_max_connections") { logger in
+            let daemon = try await POP3Daemon.start(settings, logger: logger)
+            return (daemon, daemon.listenerDescription)
         }
-        printStderr("drac-pop3d: ready on \(daemon.listenerDescription)\n")
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: daemon)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
-        try await group.run()
-    }
-
-    func fail(_ message: String) -> Never {
-        printStderr("drac-pop3d: \(message)\n")
-        Foundation.exit(1)
     }
 }

@@ -29,35 +29,13 @@ struct DracSmtpd: AsyncParsableCommand {
         do {
             settings = try GatewaySettings.load(configFile: configFile, overrides: overrides)
         } catch {
-            fail("\(error)")
+            ServerMain.fail("drac-smtpd", "\(error)")
         }
-        let stderrIsJournal = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
-        SyslogLogHandler.bootstrap(ident: "drac-smtpd", facility: settings.dracConfig.syslogFacility,
-                                   alsoStderr: verbose && !stderrIsJournal)
-        let logger = Logger(label: "drac-smtpd")
-        // SIGHUP would end the process (its default action); settings are read at start only,
-        // so a reload means a restart (drac-smtpd(8)).
-        signal(SIGHUP, SIG_IGN)
         // Each client costs two descriptors (client and backend).
-        raiseOpenFileLimit(to: settings.smtpd.maxConnections * 2 + 64, setting: "smtpd_max_connections", logger: logger)
-        let gateway: Gateway
-        do {
-            gateway = try await Gateway.start(settings, logger: logger)
-        } catch {
-            logger.error("cannot start: \(error)")
-            fail("\(error)")
+        try await ServerMain.serve(name: "drac-smtpd", syslogFacility: settings.dracConfig.syslogFacility, verbose: verbose,
+                                   openFiles: settings.smtpd.maxConnections * 2 + 64, openFilesSetting: "smtpd_max_connections") { logger in
+            let gateway = try await Gateway.start(settings, logger: logger)
+            return (gateway, gateway.listenerDescription)
         }
-        printStderr("drac-smtpd: ready on \(gateway.listenerDescription)\n")
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: gateway)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
-        try await group.run()
-    }
-
-    func fail(_ message: String) -> Never {
-        printStderr("drac-smtpd: \(message)\n")
-        Foundation.exit(1)
     }
 }
-
