@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
 import SMTPCore
 
 public enum ServerName {
@@ -84,5 +85,47 @@ public struct LineFramer {
         if tooLong { return .tooLong }
         if length > 0 && slice.getInteger(at: slice.readerIndex + length - 1, as: UInt8.self) == 0x0D { length -= 1 }
         return .text(String(decoding: slice.readableBytesView.prefix(length), as: UTF8.self))
+    }
+}
+
+/// Switches a connection to TLS after the server said yes to STARTTLS (RFC 3207) or STLS
+/// (RFC 2595); the reply must have been written. Whatever the client sent after the command in
+/// the clear is discarded and logged, never read as commands after the handshake (RFC 3207
+/// §5, RFC 2595 §4, CVE-2011-0411).
+public func startTLS(_ context: ChannelHandlerContext, _ tls: NIOSSLContext, discarding input: inout ByteBuffer,
+                     command: String, session id: String, client: IPAddress, logger: Logger) {
+    context.flush()
+    if input.readableBytes > 0 {
+        logger.warning("\(id): [\(client)]: discarded \(input.readableBytes) octets sent after \(command) before TLS")
+    }
+    input.clear()
+    do {
+        try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first)
+    } catch {
+        logger.error("\(id): cannot start TLS: \(error)")
+        context.close(promise: nil)
+    }
+}
+
+/// Runs a body that may be asked for again while it runs (from a callback inside it): the
+/// inner request makes the running call go round once more instead of re-entering, so the
+/// stack stays flat and no request is lost.
+public final class Rerunner {
+    private var running = false
+    private var again = false
+
+    public init() {}
+
+    public func run(_ body: () -> Void) {
+        if running {
+            again = true
+            return
+        }
+        running = true
+        defer { running = false }
+        repeat {
+            again = false
+            body()
+        } while again
     }
 }

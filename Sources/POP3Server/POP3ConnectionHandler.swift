@@ -166,14 +166,7 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     /// call from inside (a message finished, the socket drained during a flush) makes the
     /// running call go round again instead, so nothing is left waiting and the stack stays flat.
     func process() {
-        if processing {
-            processAgain = true
-            return
-        }
-        processing = true
-        defer { processing = false }
-        repeat {
-            processAgain = false
+        processing.run {
             // No new command while the client is not reading what we sent (a client that
             // pipelines RETR 1..N and reads nothing must not make us queue the maildrop in
             // memory); channelWritabilityChanged resumes.
@@ -187,10 +180,9 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
             input.discardReadBytes()
             flushAndRead()
             finishIfIdle()
-        } while processAgain
+        }
     }
-    var processing = false
-    var processAgain = false
+    let processing = Rerunner()
 
     func step(_ body: (inout POP3Session) -> [POP3Action]) -> [POP3Action] {
         guard session != nil else { return [] }
@@ -315,19 +307,7 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     func startTLS(_ response: POP3Response) {
         guard let context, let tls = services.tls else { return }
         write(response)
-        context.flush()
-        // RFC 2595 §4 / CVE-2011-0411: commands pipelined after STLS in the clear are discarded,
-        // never read as commands after the handshake.
-        if input.readableBytes > 0 {
-            logger.warning("\(id): [\(client)]: discarded \(input.readableBytes) octets sent after STLS before TLS")
-        }
-        input.clear()
-        do {
-            try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first)
-        } catch {
-            logger.error("\(id): cannot start TLS: \(error)")
-            context.close(promise: nil)
-        }
+        MailServerKit.startTLS(context, tls, discarding: &input, command: "STLS", session: id, client: client, logger: logger)
     }
 
     var saslInfo: SASLConnectionInfo {
@@ -520,14 +500,7 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     /// pool. Not re-entered (a flush that drains the socket calls back into channelWritability-
     /// Changed); the running call goes round again instead.
     func pump() {
-        if pumping {
-            pumpAgain = true
-            return
-        }
-        pumping = true
-        defer { pumping = false }
-        repeat {
-            pumpAgain = false
+        pumping.run {
             guard !busy, let m = stream, let box = maildrop, context != nil else { return }
             let bytes: ByteBuffer
             do {
@@ -549,11 +522,10 @@ final class POP3ConnectionHandler: ChannelInboundHandler, DrainableConnection, @
                 return
             }
             context?.write(wrapOutboundOut(bytes), promise: nil)
-            continueStream()   // asks for more with pumpAgain while the socket takes it
-        } while pumpAgain
+            continueStream()   // asks for more (a rerun) while the socket takes it
+        }
     }
-    var pumping = false
-    var pumpAgain = false
+    let pumping = Rerunner()
 
     /// Part of the message is out: the response cannot be completed honestly.
     func failStream(_ m: MessageStream, _ error: Error) {

@@ -128,14 +128,7 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     /// Not re-entered: a call from inside (the socket drained during a flush) makes the
     /// running call go round again instead.
     func process() {
-        if processing {
-            processAgain = true
-            return
-        }
-        processing = true
-        defer { processing = false }
-        repeat {
-            processAgain = false
+        processing.run {
             // No new command while the client is not reading our replies: a client that
             // pipelines NOOPs and reads nothing must not make us queue replies in memory
             // without end (channelWritabilityChanged resumes).
@@ -153,10 +146,9 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
             input.discardReadBytes()
             flushAndRead()
             finishIfIdle()
-        } while processAgain
+        }
     }
-    var processing = false
-    var processAgain = false
+    let processing = Rerunner()
 
     /// Runs one step of the session state machine.
     func step(_ body: (inout SMTPSession) -> [SMTPAction]) -> [SMTPAction] {
@@ -326,19 +318,7 @@ final class SMTPConnectionHandler: ChannelInboundHandler, DrainableConnection, @
     func startTLS(_ reply: SMTPReply) {
         guard let context, let tls = services.tls else { return }
         write(reply)
-        context.flush()
-        // RFC 3207 §5 / CVE-2011-0411: anything the client sent after STARTTLS in plaintext
-        // is discarded, never read as a command after the handshake.
-        if input.readableBytes > 0 {
-            logger.warning("\(id): [\(client)]: discarded \(input.readableBytes) octets sent after STARTTLS before TLS")
-        }
-        input.clear()
-        do {
-            try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first)
-        } catch {
-            logger.error("\(id): cannot start TLS: \(error)")
-            context.close(promise: nil)
-        }
+        MailServerKit.startTLS(context, tls, discarding: &input, command: "STARTTLS", session: id, client: client, logger: logger)
     }
 
     func authenticate(_ exchange: @escaping @Sendable (any SASLSession) -> SASLOutcome) {
