@@ -183,8 +183,7 @@ final class MaildirTests: XCTestCase {
         evictFromCache(md + "/cur/" + bigName)
         let src = try XCTUnwrap(s.openMessageQuickly(2))
         let (got, cached) = try readCachedThenRest(src, bufferSize: 4096)
-        XCTAssertEqual(got, bytes(big))
-        XCTAssertLessThanOrEqual(cached, big.utf8.count)
+        XCTAssertEqual(got, bytes(big), "\(cached) octets came from the cache, the rest by read")
         src.close()
 
         let smallName = try XCTUnwrap(listNames(md + "/cur").first { $0.hasPrefix("1700000001.") })
