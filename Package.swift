@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "SASLAuth", dependencies: ["CSASL"]),
         // The rpc.dracd service: NIO transports, group commit writer, sweeper, reload.
         .target(name: "DRACDaemon", dependencies: [
-            "DRACCore", "DRACConfigFile", "DRACMap", "DRACRPC", "DRACLog",
+            "DRACCore", "DRACConfigFile", "DRACMap", "DRACRPC", "DRACLog", "CLinux",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -23,8 +23,9 @@ final class CommitQueue: @unchecked Sendable {
         var address: IPAddress
         var expiry: Int64
         /// Where `completion` runs: the connection's event loop, so that replies and log lines
-        /// are written there while this thread syncs the next batch.
-        var eventLoop: EventLoop
+        /// are written there while this thread syncs the next batch; nil (UDP): on the thread
+        /// that committed the add.
+        var eventLoop: EventLoop?
         var completion: @Sendable (Result<Void, MapError>) -> Void
     }
 
@@ -32,8 +33,10 @@ final class CommitQueue: @unchecked Sendable {
     private var pending: [Add] = []
     private var stopping = false
     private var finished = false
-    /// Someone (the commit thread or an event loop in `flush`) is using the writer.
+    /// Someone (the commit thread, an event loop in `flush`, the UDP thread) is using the writer.
     private var busy = false
+    /// Threads in `commitPending` waiting for the writer to come free.
+    private var writerWaiters = 0
     private let writer: MapWriter
     private let logger: Logger
     private var thread: Thread?
@@ -78,7 +81,7 @@ final class CommitQueue: @unchecked Sendable {
         condition.lock()
         sweepInterval = Double(sweepIntervalSeconds)
         rescanInterval = max(1, Double(expireSeconds) / 10)
-        condition.signal()
+        condition.broadcast()
         condition.unlock()
     }
 
@@ -99,9 +102,30 @@ final class CommitQueue: @unchecked Sendable {
         guard !busy, !pending.isEmpty else {
             let wake = !pending.isEmpty
             condition.unlock()
-            if wake { condition.signal() }
+            if wake { condition.broadcast() }
             return
         }
+        takeAndCommit(runningOn: loop)
+    }
+
+    /// Commits the pending adds on the calling thread, waiting for the writer if another thread
+    /// holds it. For a thread that has nothing else to do meanwhile (the UDP transport's), so
+    /// that its adds are answered without a thread hop. Once stopping, the commit thread does it.
+    func commitPending() {
+        condition.lock()
+        writerWaiters += 1
+        while busy && !stopping { condition.wait() }
+        writerWaiters -= 1
+        guard !busy, !stopping, !pending.isEmpty else {
+            condition.unlock()
+            return
+        }
+        takeAndCommit(runningOn: nil)
+    }
+
+    /// Called with `condition` locked and the writer free: takes a batch, commits it with the
+    /// lock released, and wakes whoever waits for the writer or for work.
+    private func takeAndCommit(runningOn loop: EventLoop?) {
         busy = true
         let batch = Array(pending.prefix(CommitQueue.maxBatch))
         pending.removeFirst(batch.count)
@@ -110,15 +134,16 @@ final class CommitQueue: @unchecked Sendable {
         condition.lock()
         busy = false
         let more = !pending.isEmpty || stopping
+        let waiters = writerWaiters > 0
         condition.unlock()
-        if more { condition.signal() }
+        if waiters || more { condition.broadcast() }
     }
 
     /// Commits what is queued, then stops the thread and closes the map.
     func stop() {
         condition.lock()
         stopping = true
-        condition.signal()
+        condition.broadcast()
         while !finished { condition.wait() }
         condition.unlock()
     }
@@ -157,7 +182,9 @@ final class CommitQueue: @unchecked Sendable {
             }
             condition.lock()
             busy = false
+            let waiters = writerWaiters > 0
             condition.unlock()
+            if waiters { condition.broadcast() }
             if exiting { break }
         }
         writer.close()
@@ -172,7 +199,7 @@ final class CommitQueue: @unchecked Sendable {
     }
 
     /// Commits `batch` and runs its completions: directly for adds that came in on `loop` (the
-    /// caller's own event loop), with one hop per other event loop for the rest.
+    /// caller's own event loop) or on no loop (UDP), with one hop per other event loop for the rest.
     private func commit(_ batch: [Add], runningOn loop: EventLoop?) {
         let ops = batch.map { MapOperation.put($0.address, expiry: $0.expiry) }
         let result: Result<Void, MapError>
@@ -190,8 +217,9 @@ final class CommitQueue: @unchecked Sendable {
         // One hop per other event loop for the whole batch, not one per reply.
         var byLoop: [ObjectIdentifier: (EventLoop, [Add])] = [:]
         for add in batch {
-            if let loop, add.eventLoop === loop { add.completion(result); continue }
-            byLoop[ObjectIdentifier(add.eventLoop), default: (add.eventLoop, [])].1.append(add)
+            guard let target = add.eventLoop else { add.completion(result); continue }
+            if let loop, target === loop { add.completion(result); continue }
+            byLoop[ObjectIdentifier(target), default: (target, [])].1.append(add)
         }
         for (_, (other, adds)) in byLoop {
             let completions = adds.map(\.completion)

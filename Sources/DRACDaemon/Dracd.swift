@@ -18,10 +18,12 @@ public final class Dracd: Service, @unchecked Sendable {
     let group: MultiThreadedEventLoopGroup
     let commits: CommitQueue
     let processor: RequestProcessor
+    let udp: UDPTransport
     /// A bound socket. `announced` ones are registered with rpcbind and named in the start-up
     /// line; the per-address UDP sockets beside a wildcard (see `bindAll`) are not.
     struct Listener {
-        var channel: Channel
+        /// nil for UDP: those sockets belong to `udp`.
+        var channel: Channel?
         var transport: DRACConfig.Transport
         var address: IPAddress
         var announced: Bool
@@ -40,6 +42,7 @@ public final class Dracd: Service, @unchecked Sendable {
         self.group = group
         self.commits = commits
         self.processor = processor
+        udp = UDPTransport(processor: processor, maxRecord: config.rpcMaxRecord, logger: logger)
     }
 
     public static func start(options: DaemonOptions, config: DRACConfig, logger: Logger) async throws -> Dracd {
@@ -61,6 +64,7 @@ public final class Dracd: Service, @unchecked Sendable {
         d.installHangupHandler()
         do {
             try await d.bindAll()
+            try d.udp.start()
             if config.useRpcbind { try d.register() }
         } catch {
             await d.shutdown()
@@ -87,10 +91,12 @@ public final class Dracd: Service, @unchecked Sendable {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             Thread { commits.stop(); c.resume() }.start()
         }
+        udp.stop()
         for c in channels {
+            guard let channel = c.channel else { continue }
             // Let replies queued by the last commits leave first.
-            try? await c.channel.eventLoop.submit {}.get()
-            try? await c.channel.close()
+            try? await channel.eventLoop.submit {}.get()
+            try? await channel.close()
         }
         channels = []
         hupSource?.cancel()
@@ -112,7 +118,8 @@ public final class Dracd: Service, @unchecked Sendable {
                 return
             } catch {
                 lastError = error
-                for c in channels { try? await c.channel.close() }
+                for c in channels { try? await c.channel?.close() }
+                udp.closeAll()
                 channels = []
                 if config.rpcPort != 0 { break }
             }
@@ -126,44 +133,35 @@ public final class Dracd: Service, @unchecked Sendable {
             // Wildcard IPv6 must not also take IPv4 (0.0.0.0 has its own socket).
             let v6only = !address.isV4
             for transport in config.transports {
-                let ch: Channel
                 switch transport {
-                case .udp: ch = try await bindUDP(address, port: port, v6only: v6only)
-                case .tcp: ch = try await bindTCP(address, port: port, v6only: v6only)
+                case .udp:
+                    let bound = try udp.bind(address, port: port, v6only: v6only)
+                    if port == 0 { port = bound }
+                    channels.append(Listener(channel: nil, transport: transport, address: address, announced: true))
+                case .tcp:
+                    let ch = try await bindTCP(address, port: port, v6only: v6only)
+                    if port == 0 { port = ch.localAddress?.port ?? 0 }
+                    channels.append(Listener(channel: ch, transport: transport, address: address, announced: true))
                 }
-                if port == 0 { port = ch.localAddress?.port ?? 0 }
-                channels.append(Listener(channel: ch, transport: transport, address: address, announced: true))
             }
         }
         // A UDP reply from a wildcard socket leaves from whatever source address the kernel
         // picks, and a client that sent to another address of ours drops it (libtirpc answers
-        // from the request's address with IP_PKTINFO, which NIO cannot send). As BIND does, we
+        // from the request's address with IP_PKTINFO). As BIND does, we
         // also bind each local address: the kernel delivers to the most specific socket, whose
         // replies carry the right source. The wildcard sockets serve addresses added later.
         if config.listen.isEmpty, config.transports.contains(.udp) {
             for address in SettingsLoader.hostAddresses() where !address.isLinkLocal {
                 if channels.contains(where: { $0.transport == .udp && $0.address == address }) { continue }
                 do {
-                    let ch = try await bindUDP(address, port: port, v6only: !address.isV4)
-                    channels.append(Listener(channel: ch, transport: .udp, address: address, announced: false))
+                    _ = try udp.bind(address, port: port, v6only: !address.isV4)
+                    channels.append(Listener(channel: nil, transport: .udp, address: address, announced: false))
                 } catch {
                     logger.warning("cannot bind udp \(address) port \(port): \(error); replies to it come from the wildcard socket")
                 }
             }
         }
         self.port = port
-    }
-
-    private func bindUDP(_ address: IPAddress, port: Int, v6only: Bool) async throws -> Channel {
-        let handler = UDPHandler(processor: processor, maxRecord: config.rpcMaxRecord, logger: logger)
-        var b = DatagramBootstrap(group: group)
-            .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            // Read every waiting datagram before committing: they form one batch.
-            .channelOption(ChannelOptions.maxMessagesPerRead, value: 256)
-            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: config.rpcMaxRecord + 1))
-            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) } }
-        if v6only { b = b.channelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1) }
-        return try await b.bind(host: address.text, port: port).get()
     }
 
     private func bindTCP(_ address: IPAddress, port: Int, v6only: Bool) async throws -> Channel {

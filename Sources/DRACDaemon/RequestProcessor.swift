@@ -35,8 +35,13 @@ final class RequestProcessor: Sendable {
     /// A transport has read what was available: commit the queued adds (see CommitQueue).
     func flush(on loop: EventLoop) { commits.flush(on: loop) }
 
-    /// Handles one message from `caller`, received on `eventLoop`; `reply` is called on that loop.
-    func handle(_ message: [UInt8], caller: IPAddress, transport: String, eventLoop: EventLoop,
+    /// The UDP thread has read what was available: commit the queued adds on it.
+    func commitPending() { commits.commitPending() }
+
+    /// Handles one message from `caller`, received on `eventLoop`; `reply` is called on that loop,
+    /// or with no loop (the UDP thread) on whichever thread answers: the caller's own, or the one
+    /// that committed the add.
+    func handle(_ message: [UInt8], caller: IPAddress, transport: String, eventLoop: EventLoop?,
                 reply: @escaping @Sendable ([UInt8]) -> Void) {
         let from = caller.unmapped
         switch DRACCodec.decodeCall(message) {

@@ -1,4 +1,4 @@
-// NIO transports for rpc.dracd: UDP datagrams and TCP record-marked streams, with limits.
+// rpc.dracd's NIO transport: TCP record-marked streams, with limits (UDP: UDPTransport.swift).
 import DRACCore
 import DRACRPC
 import Logging
@@ -10,50 +10,6 @@ extension IPAddress {
     init?(_ address: NIOCore.SocketAddress?) {
         guard let address, let ip = address.ipAddress, let a = IPAddress(ip) else { return nil }
         self = a.unmapped
-    }
-}
-
-/// One UDP socket: each datagram is one call.
-final class UDPHandler: ChannelInboundHandler, Sendable {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
-
-    let processor: RequestProcessor
-    let maxRecord: Int
-    let logger: Logger
-
-    init(processor: RequestProcessor, maxRecord: Int, logger: Logger) {
-        self.processor = processor
-        self.maxRecord = maxRecord
-        self.logger = logger
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let envelope = unwrapInboundIn(data)
-        guard let caller = IPAddress(envelope.remoteAddress) else { return }
-        // The receive buffer holds rpc_max_record + 1 bytes: a full buffer means the datagram
-        // was longer than the limit (the kernel truncated it).
-        guard envelope.data.readableBytes <= maxRecord else {
-            logger.warning("dropped datagram from \(caller) udp: over \(maxRecord) bytes (rpc_max_record)")
-            return
-        }
-        let bytes = Array(envelope.data.readableBytesView)
-        let channel = context.channel
-        let remote = envelope.remoteAddress
-        processor.handle(bytes, caller: caller, transport: "udp", eventLoop: context.eventLoop) { reply in
-            let buffer = channel.allocator.buffer(bytes: reply)
-            channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: buffer), promise: nil)
-        }
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        processor.flush(on: context.eventLoop)
-        context.fireChannelReadComplete()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // ICMP errors for earlier replies surface here; they must not close the socket.
-        logger.debug("udp socket error: \(error)")
     }
 }
 

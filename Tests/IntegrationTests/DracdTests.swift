@@ -202,6 +202,13 @@ final class DracdTests: XCTestCase {
         pastEnd.uint32(0); pastEnd.uint32(300)   // credential length past the datagram
         XCTAssertNil(rawUDP(pastEnd.bytes, port: port, timeout: 0.5))
         XCTAssertNil(rawUDP([1, 2, 3], port: port, timeout: 0.5))
+        // rpc_max_record (8192 by default) bounds a datagram: one of exactly that size is
+        // decoded (its arguments are too long: GARBAGE_ARGS), one octet more is dropped.
+        let header = dracCall(args: []).count
+        let atLimit = dracCall(args: v1 + [UInt8](repeating: 0, count: 8192 - header - v1.count))
+        XCTAssertEqual(atLimit.count, 8192)
+        XCTAssertEqual(acceptStat(rawUDP(atLimit, port: port)), 4, "8192-byte datagram: GARBAGE_ARGS")
+        XCTAssertNil(rawUDP(atLimit + [0], port: port, timeout: 0.5), "8193-byte datagram answered")
         // the same over TCP: an error reply on the connection
         let tcp = try XCTUnwrap(RawTCP(port: port))
         tcp.send(RPCRecordDecoder.frame(dracCall(xid: 77, args: [1])))
@@ -213,6 +220,7 @@ final class DracdTests: XCTestCase {
         XCTAssertTrue(d.log.contains("bad call from 127.0.0.1 udp: v1 ADD arguments too short (2 bytes, need 4)"), d.log)
         XCTAssertTrue(d.log.contains("dropped message from 127.0.0.1 udp: credential runs past the end"), d.log)
         XCTAssertTrue(d.log.contains("bad call from 127.0.0.1 udp: credential of 500 bytes (limit 400)"), d.log)
+        XCTAssertTrue(d.log.contains("dropped datagram from 127.0.0.1 udp: over 8192 bytes (rpc_max_record)"), d.log)
         _ = d.stop()
     }
 
