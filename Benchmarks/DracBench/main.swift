@@ -37,7 +37,7 @@ func usage(_ message: String? = nil) -> Never {
     usage: drac-bench floor --db PATH --count N
            drac-bench sweep --db PATH [--entries N]
            drac-bench lookup --db PATH [--entries N] [--count N] [--reader open|watched]
-           drac-bench load --port P --transport udp|tcp --clients C (--seconds S | --adds N [--seconds CAP]) [--client-base K]
+           drac-bench load --port P --transport udp|tcp --clients C (--seconds S | --adds N [--seconds CAP]) [--client-base K] [--procedure add|null]
 
     """)
     exit(2)
@@ -241,6 +241,8 @@ struct LoadPlan: Sendable {
     var softSeconds: Double     // no new adds after this many seconds
     var hardSeconds: Double     // abandon the outstanding add after this many
     var retransmitSeconds = 1.0
+    /// NULL calls instead of adds: the RPC round trip alone, without the map or the disk.
+    var null = false
 }
 
 /// A non-blocking socket connected to 127.0.0.1:port, or an error text.
@@ -303,8 +305,9 @@ func sendAll(_ fd: Int32, _ bytes: [UInt8], until deadline: Double) -> String? {
 
 enum ReplyCheck { case done, ignore, failed(String) }
 
-/// Checks one reply against the outstanding xid: ADD_SUCCESS, a stale reply, or a failure.
-func checkReply(_ bytes: [UInt8], xid: UInt32) -> ReplyCheck {
+/// Checks one reply against the outstanding xid: ADD_SUCCESS (or an empty NULL result), a
+/// stale reply, or a failure.
+func checkReply(_ bytes: [UInt8], xid: UInt32, null: Bool = false) -> ReplyCheck {
     switch DRACCodec.decodeReply(bytes) {
     case .failure(let e):
         // A reply we cannot decode may still belong to an earlier call; only fail on ours.
@@ -314,6 +317,7 @@ func checkReply(_ bytes: [UInt8], xid: UInt32) -> ReplyCheck {
         return .failed("\(e)")
     case .success(let (rxid, results)):
         guard rxid == xid else { return .ignore }
+        if null { return results.isEmpty ? .done : .failed("NULL result of \(results.count) bytes") }
         guard results.count == 4 else { return .failed("result of \(results.count) bytes") }
         let status = Int32(bitPattern: UInt32(results[0]) << 24 | UInt32(results[1]) << 16 | UInt32(results[2]) << 8 | UInt32(results[3]))
         guard status == 0 else {
@@ -374,10 +378,10 @@ func runClient(_ plan: LoadPlan, gate: StartGate, result: ClientResult) {
         if begin >= softDeadline { break }
         xid &+= 1
         if xid == 0 { xid = 1 }
-        let (version, args) = DRACCodec.encodeAddArguments(benchAddress(client: plan.clientIndex, seq: seq))
+        let (version, args) = plan.null ? (1, []) : DRACCodec.encodeAddArguments(benchAddress(client: plan.clientIndex, seq: seq))
         seq += 1
         let call = DRACCodec.encodeCall(xid: xid, program: DRACProgram.number, version: version,
-                                        procedure: DRACProgram.procAdd, arguments: args)
+                                        procedure: plan.null ? DRACProgram.procNull : DRACProgram.procAdd, arguments: args)
         let wire = plan.transport == .tcp ? RPCRecordDecoder.frame(call) : call
         if let e = sendAll(fd, wire, until: hardDeadline) {
             result.fail(e)
@@ -412,7 +416,7 @@ func runClient(_ plan: LoadPlan, gate: StartGate, result: ClientResult) {
                 break clientLoop
             }
             if plan.transport == .udp {
-                switch checkReply(Array(recvBuffer[0..<n]), xid: xid) {
+                switch checkReply(Array(recvBuffer[0..<n]), xid: xid, null: plan.null) {
                 case .ignore: continue waitReply
                 case .failed(let why): result.fail(why)
                 case .done: result.latencies.append(monotonicSeconds() - begin)
@@ -432,7 +436,7 @@ func runClient(_ plan: LoadPlan, gate: StartGate, result: ClientResult) {
                 case .success(nil):
                     continue waitReply
                 case .success(let record?):
-                    switch checkReply(record, xid: xid) {
+                    switch checkReply(record, xid: xid, null: plan.null) {
                     case .ignore:
                         result.fail("reply with an unexpected xid")
                         continue
@@ -453,6 +457,8 @@ func runLoad(_ opts: [String: String]) -> Int32 {
     let clients = intOption(opts, "clients") ?? 1
     let clientBase = intOption(opts, "client-base", min: 0) ?? 0
     guard clientBase + clients <= 256 else { usage("--client-base + --clients must be at most 256") }
+    let procedure = opts["procedure"] ?? "add"
+    guard procedure == "add" || procedure == "null" else { usage("--procedure is add or null") }
     let adds = intOption(opts, "adds")
     let seconds = doubleOption(opts, "seconds")
     guard adds != nil || seconds != nil else { usage("load needs --seconds S or --adds N") }
@@ -467,7 +473,7 @@ func runLoad(_ opts: [String: String]) -> Int32 {
         var quota: Int? = nil
         if let adds { quota = adds / clients + (c < adds % clients ? 1 : 0) }
         let plan = LoadPlan(transport: transport, port: UInt16(portValue), clientIndex: clientBase + c,
-                            quota: quota, softSeconds: soft, hardSeconds: soft + grace)
+                            quota: quota, softSeconds: soft, hardSeconds: soft + grace, null: procedure == "null")
         let result = results[c]
         let thread = Thread { runClient(plan, gate: gate, result: result) }
         thread.name = "drac-bench-\(c)"
@@ -497,7 +503,7 @@ func runLoad(_ opts: [String: String]) -> Int32 {
     if !allDone { failures += 1; reasons["client threads hung", default: 0] += 1 }
     latencies.sort()
     let rate = Double(latencies.count) / elapsed
-    print("\(transport.rawValue) clients=\(clients) adds=\(latencies.count) failures=\(failures) rate=\(fmt(rate, 1))/s p50=\(fmt(percentile(latencies, 0.5) * 1000, 2))ms p99=\(fmt(percentile(latencies, 0.99) * 1000, 2))ms max=\(fmt((latencies.last ?? .nan) * 1000, 2))ms retransmits=\(retransmits) elapsed=\(fmt(elapsed, 2))s")
+    print("\(transport.rawValue)\(procedure == "null" ? "-null" : "") clients=\(clients) adds=\(latencies.count) failures=\(failures) rate=\(fmt(rate, 1))/s p50=\(fmt(percentile(latencies, 0.5) * 1000, 2))ms p99=\(fmt(percentile(latencies, 0.99) * 1000, 2))ms max=\(fmt((latencies.last ?? .nan) * 1000, 2))ms retransmits=\(retransmits) elapsed=\(fmt(elapsed, 2))s")
     for (reason, n) in reasons.sorted(by: { $0.value > $1.value }) {
         writeStderr("drac-bench: \(transport.rawValue) clients=\(clients): \(n) x \(reason)\n")
     }
@@ -560,7 +566,7 @@ case "sweep":
 case "lookup":
     status = runLookup(parseOptions(arguments[2...], allowed: ["db", "entries", "count", "reader"]))
 case "load":
-    status = runLoad(parseOptions(arguments[2...], allowed: ["port", "transport", "clients", "seconds", "adds", "client-base"]))
+    status = runLoad(parseOptions(arguments[2...], allowed: ["port", "transport", "clients", "seconds", "adds", "client-base", "procedure"]))
 case "-h", "--help", "help":
     usage()
 default:
