@@ -2,9 +2,11 @@
 // batches, commits it and answers, without an event loop in between.
 import CLinux
 import DRACCore
+import DRACRPC
 import Foundation
 import Glibc
 import Logging
+import NIOConcurrencyHelpers
 
 /// Why not NIO here: an add is one datagram in and one out, and nearly all its time is the sync.
 /// A dedicated thread that sleeps in poll(2), drains its sockets with recvmmsg(2), commits the
@@ -26,7 +28,7 @@ final class UDPTransport: @unchecked Sendable {
     private var wakePipe: [Int32] = [-1, -1]
     private var thread: Thread?
     private let done = DispatchSemaphore(value: 0)
-    private let stopFlag = StopFlag()
+    private let stopping = NIOLockedValueBox(false)
 
     init(processor: RequestProcessor, maxRecord: Int, logger: Logger) {
         self.processor = processor
@@ -36,7 +38,8 @@ final class UDPTransport: @unchecked Sendable {
 
     /// Binds a UDP socket (SO_REUSEADDR; IPv6-only for IPv6 addresses, so that the IPv4
     /// wildcard keeps its own socket) and returns its port.
-    func bind(_ address: IPAddress, port: Int, v6only: Bool) throws -> Int {
+    func bind(_ requested: IPAddress, port: Int, v6only: Bool) throws -> Int {
+        let address = requested.unmapped
         let family = address.isV4 ? AF_INET : AF_INET6
         let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw StartError("udp \(address) port \(port): socket: \(errnoText())") }
@@ -46,8 +49,7 @@ final class UDPTransport: @unchecked Sendable {
             var flag: Int32 = v6only ? 1 : 0
             _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &flag, socklen_t(MemoryLayout<Int32>.size))
         }
-        var storage = SocketAddressStorage(address: address, port: port)
-        let rc = storage.withSockaddr { Glibc.bind(fd, $0, $1) }
+        let rc = RawSocketAddress(address, port: port).withSockaddr { Glibc.bind(fd, $0, $1) }
         guard rc == 0 else {
             let text = errnoText()
             close(fd)
@@ -58,7 +60,7 @@ final class UDPTransport: @unchecked Sendable {
         let got = withUnsafeMutablePointer(to: &bound) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
-        let boundPort = got == 0 ? SocketAddressStorage(bound).port : port
+        let boundPort = got == 0 ? RawSocketAddress(storage: bound, length: length).port : port
         sockets.append(BoundSocket(fd: fd, address: address, port: boundPort))
         return boundPort
     }
@@ -83,7 +85,7 @@ final class UDPTransport: @unchecked Sendable {
     /// Stops the thread (it finishes the batch in hand) and closes the sockets.
     func stop() {
         guard thread != nil else { closeAll(); return }
-        stopFlag.set()
+        stopping.withLockedValue { $0 = true }
         var byte: UInt8 = 1
         _ = write(wakePipe[1], &byte, 1)
         done.wait()
@@ -104,7 +106,7 @@ final class UDPTransport: @unchecked Sendable {
         }
         var fds = sockets.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
         fds.append(pollfd(fd: wakePipe[0], events: Int16(POLLIN), revents: 0))
-        while !stopFlag.isSet {
+        while !stopping.withLockedValue({ $0 }) {
             let n = poll(&fds, nfds_t(fds.count), -1)
             if n < 0 {
                 if errno == EINTR { continue }
@@ -139,7 +141,7 @@ final class UDPTransport: @unchecked Sendable {
     }
 
     private func handle(_ datagram: drac_datagram, on socket: BoundSocket) {
-        let peer = SocketAddressStorage(datagram.from)
+        let peer = RawSocketAddress(storage: datagram.from, length: socklen_t(datagram.fromlen))
         guard let caller = peer.address?.unmapped else { return }
         // The receive buffer holds rpc_max_record + 1 bytes: a longer datagram was truncated.
         guard datagram.truncated == 0, Int(datagram.length) <= maxRecord else {
@@ -150,87 +152,12 @@ final class UDPTransport: @unchecked Sendable {
         let fd = socket.fd
         let logger = self.logger
         processor.handle(bytes, caller: caller, transport: "udp", eventLoop: nil) { reply in
-            var to = peer
             // A reply is one datagram; if it cannot be sent the client retransmits its call.
             let sent = reply.withUnsafeBytes { buffer in
-                to.withSockaddr { sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT), $0, $1) }
+                peer.withSockaddr { sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT), $0, $1) }
             }
             if sent < 0 { logger.debug("udp reply to \(caller) not sent: \(errnoText())") }
         }
-    }
-}
-
-/// A flag set once, read from another thread.
-private final class StopFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.lock(); value = true; lock.unlock() }
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
-}
-
-/// A socket address in a sockaddr_storage, to and from `IPAddress`.
-struct SocketAddressStorage: @unchecked Sendable {
-    var storage = sockaddr_storage()
-
-    init(_ storage: sockaddr_storage) { self.storage = storage }
-
-    init(address: IPAddress, port: Int) {
-        switch address {
-        case .v4(let v):
-            withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
-                    sin.pointee.sin_family = sa_family_t(AF_INET)
-                    sin.pointee.sin_port = in_port_t(UInt16(port).bigEndian)
-                    sin.pointee.sin_addr.s_addr = v.bigEndian
-                }
-            }
-        case .v6(let bytes):
-            withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
-                    sin6.pointee.sin6_family = sa_family_t(AF_INET6)
-                    sin6.pointee.sin6_port = in_port_t(UInt16(port).bigEndian)
-                    withUnsafeMutableBytes(of: &sin6.pointee.sin6_addr) { $0.copyBytes(from: bytes) }
-                }
-            }
-        }
-    }
-
-    var family: Int32 { Int32(storage.ss_family) }
-
-    var address: IPAddress? {
-        var copy = storage
-        switch family {
-        case AF_INET:
-            return withUnsafePointer(to: &copy) {
-                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { .v4(UInt32(bigEndian: $0.pointee.sin_addr.s_addr)) }
-            }
-        case AF_INET6:
-            return withUnsafePointer(to: &copy) {
-                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
-                    withUnsafeBytes(of: sin6.pointee.sin6_addr) { IPAddress.v6(bytes: Array($0)) }
-                }
-            }
-        default:
-            return nil
-        }
-    }
-
-    var port: Int {
-        var copy = storage
-        switch family {
-        case AF_INET:
-            return withUnsafePointer(to: &copy) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) } }
-        case AF_INET6:
-            return withUnsafePointer(to: &copy) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) } }
-        default:
-            return 0
-        }
-    }
-
-    /// Calls `body` with the address as a `sockaddr` pointer and its length.
-    mutating func withSockaddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
-        let length = socklen_t(family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
-        return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) } }
     }
 }
 

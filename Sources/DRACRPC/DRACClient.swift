@@ -166,11 +166,11 @@ public enum DRACClient {
     // MARK: transports
 
     static func udpCall(_ call: [UInt8], xid: UInt32, to host: IPAddress, port: Int, deadline: Double, source: IPAddress?) -> Result<[UInt8], DRACClientError> {
-        let target = SocketAddress(host, port: port)
+        let target = RawSocketAddress(host, port: port)
         let fd = socket(target.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return .failure(.network("socket: \(String(cString: strerror(errno)))")) }
         defer { close(fd) }
-        if let source, case .failure(let e) = SocketAddress(source, port: 0).bind(fd) { return .failure(e) }
+        if let source, case .failure(let e) = RawSocketAddress(source, port: 0).bind(fd) { return .failure(e) }
         if case .failure(let e) = target.connect(fd) { return .failure(e) }
         var wait = 0.5
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -202,11 +202,11 @@ public enum DRACClient {
     }
 
     static func tcpCall(_ call: [UInt8], xid: UInt32, to host: IPAddress, port: Int, deadline: Double, source: IPAddress?) -> Result<[UInt8], DRACClientError> {
-        let target = SocketAddress(host, port: port)
+        let target = RawSocketAddress(host, port: port)
         let fd = socket(target.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { return .failure(.network("socket: \(String(cString: strerror(errno)))")) }
         defer { close(fd) }
-        if let source, case .failure(let e) = SocketAddress(source, port: 0).bind(fd) { return .failure(e) }
+        if let source, case .failure(let e) = RawSocketAddress(source, port: 0).bind(fd) { return .failure(e) }
         if case .failure(let e) = target.connect(fd) {
             guard case .network(let m) = e, m.contains("in progress") else { return .failure(e) }
             switch waitFor(fd, POLLOUT, deadline: deadline) {
@@ -276,7 +276,7 @@ public enum DRACClient {
         var out: [IPAddress] = []
         var p = res
         while let ai = p {
-            if let a = SocketAddress.ipAddress(ai.pointee.ai_addr), !out.contains(a) { out.append(a) }
+            if let a = RawSocketAddress.ipAddress(ai.pointee.ai_addr), !out.contains(a) { out.append(a) }
             p = ai.pointee.ai_next
         }
         // Prefer IPv4 first for names like localhost (rpcbind answers on both).
@@ -319,13 +319,20 @@ final class OutcomeBox: @unchecked Sendable {
     }
 }
 
-/// A sockaddr for an IPAddress and port.
-struct SocketAddress {
+/// A sockaddr for an IPAddress and port (the client's sockets, rpc.dracd's UDP transport).
+public struct RawSocketAddress: @unchecked Sendable {
     var storage: sockaddr_storage
     var length: socklen_t
     var family: Int32
 
-    init(_ address: IPAddress, port: Int) {
+    /// A received peer address, as recvfrom(2) or recvmmsg(2) filled it in.
+    public init(storage: sockaddr_storage, length: socklen_t) {
+        self.storage = storage
+        self.length = length
+        family = Int32(storage.ss_family)
+    }
+
+    public init(_ address: IPAddress, port: Int) {
         switch address.unmapped {
         case .v4(let a):
             var sin = sockaddr_in()
@@ -351,17 +358,35 @@ struct SocketAddress {
     }
 
     func bind(_ fd: Int32) -> Result<Void, DRACClientError> {
-        var s = storage
-        let rc = withUnsafePointer(to: &s) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) } }
+        let rc = withSockaddr { Glibc.bind(fd, $0, $1) }
         return rc == 0 ? .success(()) : .failure(.network("bind source address: \(String(cString: strerror(errno)))"))
     }
 
     func connect(_ fd: Int32) -> Result<Void, DRACClientError> {
-        var s = storage
-        let rc = withUnsafePointer(to: &s) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) } }
+        let rc = withSockaddr { Glibc.connect(fd, $0, $1) }
         if rc == 0 { return .success(()) }
         if errno == EINPROGRESS { return .failure(.network("connect in progress")) }
         return .failure(.network("connect: \(String(cString: strerror(errno)))"))
+    }
+
+    /// Calls `body` with the address as a `sockaddr` pointer and its length.
+    public func withSockaddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+        var s = storage
+        return withUnsafePointer(to: &s) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) } }
+    }
+
+    /// The address (nil for a family other than IPv4 and IPv6).
+    public var address: IPAddress? { withSockaddr { sa, _ in Self.ipAddress(sa) } }
+
+    /// The port, in host order.
+    public var port: Int {
+        withSockaddr { sa, _ in
+            switch family {
+            case AF_INET: return sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
+            case AF_INET6: return sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) }
+            default: return 0
+            }
+        }
     }
 
     static func ipAddress(_ sa: UnsafePointer<sockaddr>?) -> IPAddress? {

@@ -34,11 +34,7 @@ public final class MessageSource: @unchecked Sendable {
     /// Reads up to buffer.count octets; returns 0 at the end of the message (never reads past
     /// it). Throws io when the file was shortened under us or the session was closed.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(MaildropError) -> Int {
-        if closed { throw .io("\(path): read after the message source was closed") }
-        let fd = descriptor.raw
-        if fd < 0 { throw .io("\(path): read after the maildrop session was closed") }
-        let want = Int(min(Int64(buffer.count), end - position))
-        if want <= 0 { return 0 }
+        guard let (fd, want) = try nextRead(buffer) else { return 0 }
         while true {
             let n = pread(fd, buffer.baseAddress!, want, off_t(position))
             if n > 0 {
@@ -57,11 +53,7 @@ public final class MessageSource: @unchecked Sendable {
     /// tell), so the caller can read them on a thread that may block. The server's event loop
     /// uses this to send a cached message without a hop to its thread pool.
     public func readIfCached(into buffer: UnsafeMutableRawBufferPointer) throws(MaildropError) -> Int? {
-        if closed { throw .io("\(path): read after the message source was closed") }
-        let fd = descriptor.raw
-        if fd < 0 { throw .io("\(path): read after the maildrop session was closed") }
-        let want = Int(min(Int64(buffer.count), end - position))
-        if want <= 0 { return 0 }
+        guard let (fd, want) = try nextRead(buffer) else { return 0 }
         while true {
             let n = drac_pread_nowait(fd, buffer.baseAddress!, UInt(want), Int64(position))
             if n > 0 {
@@ -76,6 +68,16 @@ public final class MessageSource: @unchecked Sendable {
             // up again, with their text, when the blocking read retries.
             return nil
         }
+    }
+
+    /// The descriptor and how many octets the next read may take (nil at the end of the
+    /// message); throws once the source or its session was closed.
+    private func nextRead(_ buffer: UnsafeMutableRawBufferPointer) throws(MaildropError) -> (Int32, Int)? {
+        if closed { throw .io("\(path): read after the message source was closed") }
+        let fd = descriptor.raw
+        if fd < 0 { throw .io("\(path): read after the maildrop session was closed") }
+        let want = Int(min(Int64(buffer.count), end - position))
+        return want > 0 ? (fd, want) : nil
     }
 
     /// Idempotent; deinit closes too.

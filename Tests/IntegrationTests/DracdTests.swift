@@ -116,7 +116,7 @@ final class DracdTests: XCTestCase {
         // A UDP socket that never answers stands in for a hung server.
         let silent = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         defer { close(silent) }
-        _ = SocketAddress(IPAddress("127.0.0.1")!, port: 0).bind(silent)
+        _ = RawSocketAddress(IPAddress("127.0.0.1")!, port: 0).bind(silent)
         var sin = sockaddr_in(); var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(silent, $0, &len) } }
         let port = Int(UInt16(bigEndian: sin.sin_port))

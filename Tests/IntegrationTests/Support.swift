@@ -194,8 +194,8 @@ func rawUDP(_ bytes: [UInt8], port: Int, host: String = "127.0.0.1", source: Str
     let target = IPAddress(host)!
     let fd = socket(target.isV4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
     defer { close(fd) }
-    if let source { _ = SocketAddress(IPAddress(source)!, port: 0).bind(fd) }
-    _ = SocketAddress(target, port: port).connect(fd)
+    if let source { _ = RawSocketAddress(IPAddress(source)!, port: 0).bind(fd) }
+    _ = RawSocketAddress(target, port: port).connect(fd)
     _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
     var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
     guard poll(&p, 1, Int32(timeout * 1000)) == 1 else { return nil }
@@ -212,8 +212,8 @@ final class RawTCP {
         let target = IPAddress(host)!
         fd = socket(target.isV4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
         if var size = receiveBuffer { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
-        if let source { _ = SocketAddress(IPAddress(source)!, port: 0).bind(fd) }
-        if case .failure = SocketAddress(target, port: port).connect(fd) { close(fd); return nil }
+        if let source { _ = RawSocketAddress(IPAddress(source)!, port: 0).bind(fd) }
+        if case .failure = RawSocketAddress(target, port: port).connect(fd) { close(fd); return nil }
     }
     deinit { close(fd) }
     func send(_ bytes: [UInt8]) { _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }

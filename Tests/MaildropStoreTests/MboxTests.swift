@@ -23,6 +23,13 @@ final class MboxTests: XCTestCase {
         try MaildropStore.open(.mbox(mbox), options: o ?? options())
     }
 
+    /// Opens the mbox with the file system uid of nobody (65534), as an unprivileged user would.
+    func openAsNobody() throws -> any MaildropSession {
+        let old = setFSUID(65534)
+        defer { _ = setFSUID(UInt32(old)) }
+        return try open()
+    }
+
     func retr(_ s: any MaildropSession, _ n: Int, buffer: Int = 5) throws -> String {
         let src = try s.openMessage(n)
         defer { src.close() }
@@ -238,12 +245,7 @@ final class MboxTests: XCTestCase {
         chmod(dir.path, 0o755)                     // not writable for uid 65534 (like /var/mail for a non-member of group mail)
         writeFile(mbox, Self.messages.joined(), mode: 0o666)
         chmod(mbox, 0o666)
-        let old = setFSUID(65534)
-        let session: any MaildropSession
-        do {
-            defer { _ = setFSUID(UInt32(old)) }
-            session = try open()
-        }
+        let session = try openAsNobody()
         XCTAssertEqual(session.messages.count, 4)
         XCTAssertEqual(session.warnings.count, 1)
         XCTAssertTrue(session.warnings[0].hasPrefix("dotlock not possible in \(dir.path): Permission denied; used fcntl only"),
@@ -255,12 +257,7 @@ final class MboxTests: XCTestCase {
         chmod(dir.path, 0o755)
         writeFile(mbox, Self.messages.joined(), mode: 0o644)
         chmod(mbox, 0o644)                         // root's file: uid 65534 may only read it
-        let old = setFSUID(65534)
-        let session: any MaildropSession
-        do {
-            defer { _ = setFSUID(UInt32(old)) }
-            session = try open()
-        }
+        let session = try openAsNobody()
         XCTAssertEqual(session.messages.count, 4)
         XCTAssertEqual(try retr(session, 2), Self.bodies[1])
         XCTAssertEqual(session.warnings.count, 2, "\(session.warnings)")
