@@ -5,9 +5,13 @@
 #
 #   bash Benchmarks/dracd-bench.sh
 #
+# Sync costs drift (virtual disks especially, by +-40% within minutes), so the load runs come in
+# rounds with a floor measurement between rounds: each run is compared with the mean of the
+# floors just before and after it, and the table shows the median over the rounds.
+#
 # Environment: SCRATCH (swift build scratch path, default .build), BENCH_SECONDS (seconds per
-# load run, default 5), BENCH_PORT (loopback port for rpc.dracd, default 39101),
-# BENCH_FLOOR_COUNT (floor put+sync pairs, default 2000).
+# load run, default 5), BENCH_ROUNDS (rounds, default 3), BENCH_PORT (loopback port for
+# rpc.dracd, default 39101), BENCH_FLOOR_COUNT (floor put+sync pairs, default 2000).
 #
 # Exit status: 0 when every run completed without failed adds, even if a goal is missed (this is
 # a benchmark, not a test); non-zero if the build fails, rpc.dracd does not start or dies, or
@@ -20,6 +24,7 @@ SCRATCH=${SCRATCH:-.build}
 RUN_SECONDS=${BENCH_SECONDS:-5}
 PORT=${BENCH_PORT:-39101}
 FLOOR_COUNT=${BENCH_FLOOR_COUNT:-2000}
+ROUNDS=${BENCH_ROUNDS:-3}
 TRANSPORTS=(udp tcp)
 CLIENT_COUNTS=(1 8 32)
 
@@ -60,15 +65,25 @@ trap 'exit 130' INT TERM
 echo "== temp dir $TMP"
 df -T "$TMP"
 
-echo "== floor: $FLOOR_COUNT Berkeley DB put + sync pairs"
-FLOOR_LINE=$("$BENCH" floor --db "$TMP/floor.db" --count "$FLOOR_COUNT")
-echo "$FLOOR_LINE"
 field() { # field KEY LINE -> the value of KEY=value, without a /s or ms unit
     sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<" $2" | sed 's,/s$,,; s,ms$,,'
 }
-FLOOR_RATE=$(field rate "$FLOOR_LINE")
-FLOOR_P50=$(field p50 "$FLOOR_LINE")
-FLOOR_P99=$(field p99 "$FLOOR_LINE")
+median() { # median of the arguments
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+FLOORS=()      # FLOORS[k]: the floor measured before round k+1 (and after round k)
+FLOOR_P50S=()
+FLOOR_P99S=()
+measure_floor() {
+    echo "== floor: $FLOOR_COUNT Berkeley DB put + sync pairs"
+    local line
+    line=$("$BENCH" floor --db "$TMP/floor.db" --count "$FLOOR_COUNT")
+    echo "$line"
+    FLOORS+=("$(field rate "$line")")
+    FLOOR_P50S+=("$(field p50 "$line")")
+    FLOOR_P99S+=("$(field p99 "$line")")
+}
+measure_floor
 
 echo "== starting rpc.dracd on 127.0.0.1:$PORT"
 "$DRACD" -f -o rpcbind=no -o listen=127.0.0.1 -o rpc_port="$PORT" -o pid_file= \
@@ -86,13 +101,14 @@ if ! kill -0 "$DRACD_PID" 2>/dev/null || ! grep -q "ready on port" "$TMP/dracd.l
 fi
 grep "ready on port" "$TMP/dracd.log"
 
-LINES=()
+declare -A LINE   # LINE[transport/clients/round]
 FAILED=0
 BASE=0
 TOTAL_ADDS=0
+for round in $(seq 1 "$ROUNDS"); do
 for transport in "${TRANSPORTS[@]}"; do
     for clients in "${CLIENT_COUNTS[@]}"; do
-        echo "== load: $transport, $clients clients, $RUN_SECONDS s"
+        echo "== round $round/$ROUNDS load: $transport, $clients clients, $RUN_SECONDS s"
         # Each run uses its own client octets, so every add in the run is a new address.
         rc=0
         line=$("$BENCH" load --port "$PORT" --transport "$transport" --clients "$clients" \
@@ -108,13 +124,15 @@ for transport in "${TRANSPORTS[@]}"; do
             FAILED=1
         fi
         TOTAL_ADDS=$((TOTAL_ADDS + $(field adds "$line")))
-        LINES+=("$line")
+        LINE[$transport/$clients/$round]=$line
         if ! kill -0 "$DRACD_PID" 2>/dev/null; then
             echo "rpc.dracd died during the run; its stderr:" >&2
             tail -n 20 "$TMP/dracd.log" >&2
             exit 1
         fi
     done
+done
+measure_floor   # rpc.dracd is idle between rounds
 done
 
 # The RPC round trip alone (NULL calls: no map, no disk), one client at a time: what the
@@ -130,29 +148,47 @@ done
 
 stop_dracd
 
-# The disk's sync cost drifts (virtual disks especially): measure the floor again after the
-# load runs and compare against the mean of both measurements.
-echo "== floor again: $FLOOR_COUNT Berkeley DB put + sync pairs"
-FLOOR_LINE2=$("$BENCH" floor --db "$TMP/floor.db" --count "$FLOOR_COUNT")
-echo "$FLOOR_LINE2"
-FLOOR_RATE1=$FLOOR_RATE
-FLOOR_RATE2=$(field rate "$FLOOR_LINE2")
-FLOOR_RATE=$(awk -v a="$FLOOR_RATE1" -v b="$FLOOR_RATE2" 'BEGIN { printf "%.1f", (a + b) / 2 }')
+FLOOR_RATE=$(median "${FLOORS[@]}")
+FLOOR_P50=$(median "${FLOOR_P50S[@]}")
+FLOOR_P99=$(median "${FLOOR_P99S[@]}")
+
+# Where the syncing thread runs matters on some machines (virtual ones especially): the disk's
+# completion interrupt goes to one CPU, and a process waiting in fdatasync(2) on another CPU
+# pays a cross-CPU wake-up per sync. The floor above runs wherever the scheduler puts it; this
+# measures it pinned to each CPU, as context for the ratios (they still use the mean above).
+CPU_FLOORS=()
+if command -v taskset >/dev/null; then
+    for cpu in $(seq 0 $(($(nproc) - 1))); do
+        echo "== floor pinned to CPU $cpu: $FLOOR_COUNT Berkeley DB put + sync pairs"
+        line=$(taskset -c "$cpu" "$BENCH" floor --db "$TMP/floor.db" --count "$FLOOR_COUNT") || continue
+        echo "$line"
+        CPU_FLOORS+=("cpu$cpu $(field rate "$line")/s")
+    done
+fi
 
 LOGGED=$(grep -c " add .* expires " "$TMP/dracd.log" || true)
 ERRORS=$(grep -Eci "error|failed" "$TMP/dracd.log" || true)
 
 echo
-echo "== results (floor: $FLOOR_COUNT put+sync pairs; load: $RUN_SECONDS s per run, one add at a time per client)"
-printf '%-9s %7s %10s %9s %9s %8s  %s\n' transport clients "adds/s" "p50 ms" "p99 ms" "x floor" goal
-printf '%-9s %7s %10s %9s %9s %8s  %s\n' floor 1 "$FLOOR_RATE" "$FLOOR_P50" "$FLOOR_P99" "1.00x" "(mean of $FLOOR_RATE1/s before and $FLOOR_RATE2/s after the load runs)"
-for line in "${LINES[@]}"; do
-    transport=${line%% *}
-    clients=$(field clients "$line")
-    rate=$(field rate "$line")
-    p50=$(field p50 "$line")
-    p99=$(field p99 "$line")
-    ratio=$(awk -v r="$rate" -v f="$FLOOR_RATE" 'BEGIN { if (f > 0) printf "%.2f", r / f; else print "nan" }')
+echo "== results (medians over $ROUNDS rounds; floor: $FLOOR_COUNT put+sync pairs; load: $RUN_SECONDS s per run, one add at a time per client)"
+printf '%-9s %7s %10s %9s %9s %8s  %-12s %s\n' transport clients "adds/s" "p50 ms" "p99 ms" "x floor" "(range)" goal
+printf '%-9s %7s %10s %9s %9s %8s  %s\n' floor 1 "$FLOOR_RATE" "$FLOOR_P50" "$FLOOR_P99" "1.00x" "(measured $(IFS=/; echo "${FLOORS[*]}")/s)"
+for transport in "${TRANSPORTS[@]}"; do
+for clients in "${CLIENT_COUNTS[@]}"; do
+    rates=(); p50s=(); p99s=(); ratios=()
+    for round in $(seq 1 "$ROUNDS"); do
+        line=${LINE[$transport/$clients/$round]}
+        r=$(field rate "$line")
+        rates+=("$r"); p50s+=("$(field p50 "$line")"); p99s+=("$(field p99 "$line")")
+        # Against the floors measured just before and just after this run's round.
+        ratios+=("$(awk -v r="$r" -v a="${FLOORS[$((round - 1))]}" -v b="${FLOORS[$round]}" \
+            'BEGIN { f = (a + b) / 2; if (f > 0) printf "%.2f", r / f; else print "nan" }')")
+    done
+    rate=$(median "${rates[@]}")
+    p50=$(median "${p50s[@]}")
+    p99=$(median "${p99s[@]}")
+    ratio=$(median "${ratios[@]}")
+    range="($(printf '%s\n' "${ratios[@]}" | sort -g | head -1)-$(printf '%s\n' "${ratios[@]}" | sort -g | tail -1))"
     goal=""
     case $clients in
         1) need=1.0 ;;
@@ -163,8 +199,9 @@ for line in "${LINES[@]}"; do
         verdict=$(awk -v x="$ratio" -v n="$need" 'BEGIN { print (x + 0 >= n + 0) ? "PASS" : "MISS" }')
         goal=">= ${need}x floor  $verdict"
     fi
-    row=$(printf '%-9s %7s %10s %9s %9s %8s  %s' "$transport" "$clients" "$rate" "$p50" "$p99" "${ratio}x" "$goal")
+    row=$(printf '%-9s %7s %10s %9s %9s %8s  %-12s %s' "$transport" "$clients" "$rate" "$p50" "$p99" "${ratio}x" "$range" "$goal")
     echo "${row%"${row##*[![:space:]]}"}"
+done
 done
 echo
 echo "goals: 1 client >= 1.0x floor adds/s, 8 clients >= 3x floor adds/s (each transport)"
@@ -173,6 +210,9 @@ for nl in "${NULL_LINES[@]}"; do
     printf '%-4s RPC round trip alone (NULL calls, 1 client): %s/s, p50 %s ms, p99 %s ms\n' \
         "${nl%%-null*}" "$(field rate "$nl")" "$(field p50 "$nl")" "$(field p99 "$nl")"
 done
+if [[ ${#CPU_FLOORS[@]} -gt 0 ]]; then
+    echo "floor pinned to each CPU: ${CPU_FLOORS[*]} (unpinned median $FLOOR_RATE/s)"
+fi
 grep -o "committed .*" "$TMP/dracd.log" | sed 's/^/rpc.dracd group commit: /' || true
 echo "rpc.dracd logged $LOGGED successful adds (clients counted $TOTAL_ADDS; UDP retransmits may add more), $ERRORS error lines"
 
