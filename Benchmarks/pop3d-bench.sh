@@ -597,6 +597,23 @@ median_line() {
         | sort -g | sed -n "$(( n / 2 + 1 ))p" | cut -f2-
 }
 
+# rounds NAME ARGS...: $ROUNDS rounds of `run SERVER ARGS...` on every server, alternating; the
+# median line of each server goes to RESULT[SERVER,NAME]. COLD=1 before it drops the page cache.
+rounds() {
+    local name=$1; shift
+    local -a on_drac=() on_dove=()
+    local r s line
+    for r in $(seq "$ROUNDS"); do
+        for s in "${SERVERS[@]}"; do
+            line=$(run "$s" "$@")
+            show "$s" "$line"
+            if [[ $s == dovecot ]]; then on_dove+=("$line"); else on_drac+=("$line"); fi
+        done
+    done
+    if has drac-pop3d; then RESULT[drac-pop3d,$name]=$(median_line on_drac); fi
+    if has dovecot; then RESULT[dovecot,$name]=$(median_line on_dove); fi
+}
+
 RETR_ARGS=(--user "bench1@$DOMAIN" --pass "$PASSWORD" --repeat "$RETR_SESSIONS" --batch "$RETR_BATCH" --expect "$RETR_MESSAGES")
 
 echo "== warm-up"
@@ -608,41 +625,14 @@ done
 declare -A RESULT
 for clients in "${CLIENT_COUNTS[@]}"; do
     echo "== logins, $clients client(s), $LOGIN_SECONDS s per run, $ROUNDS rounds (USER/PASS/QUIT, one user per client)"
-    declare -a L_drac=() L_dove=()
-    for r in $(seq "$ROUNDS"); do
-        for s in "${SERVERS[@]}"; do
-            line=$(run "$s" logins --users "$LOGIN_USERS" --clients "$clients" --seconds "$LOGIN_SECONDS")
-            show "$s" "$line"
-            if [[ $s == dovecot ]]; then L_dove+=("$line"); else L_drac+=("$line"); fi
-        done
-    done
-    has drac-pop3d && RESULT[drac-pop3d,$clients]=$(median_line L_drac)
-    has dovecot && RESULT[dovecot,$clients]=$(median_line L_dove)
+    rounds "$clients" logins --users "$LOGIN_USERS" --clients "$clients" --seconds "$LOGIN_SECONDS"
 done
 
 echo "== RETR: $RETR_MESSAGES messages of ~10 KB, $RETR_SESSIONS sessions per run (median), $RETR_BATCH RETRs per write, $ROUNDS rounds"
-declare -a R_drac=() R_dove=()
-for r in $(seq "$ROUNDS"); do
-    for s in "${SERVERS[@]}"; do
-        line=$(run "$s" retr "${RETR_ARGS[@]}")
-        show "$s" "$line"
-        if [[ $s == dovecot ]]; then R_dove+=("$line"); else R_drac+=("$line"); fi
-    done
-done
-has drac-pop3d && RESULT[drac-pop3d,retr]=$(median_line R_drac)
-has dovecot && RESULT[dovecot,retr]=$(median_line R_dove)
+rounds retr retr "${RETR_ARGS[@]}"
 
 echo "== RETR, cold page cache: the same maildrop, page cache dropped before each run, 1 session per run, $ROUNDS rounds"
-declare -a C_drac=() C_dove=()
-for r in $(seq "$ROUNDS"); do
-    for s in "${SERVERS[@]}"; do
-        line=$(COLD=1 run "$s" retr --user "bench1@$DOMAIN" --pass "$PASSWORD" --repeat 1 --batch "$RETR_BATCH" --expect "$RETR_MESSAGES")
-        show "$s" "$line"
-        if [[ $s == dovecot ]]; then C_dove+=("$line"); else C_drac+=("$line"); fi
-    done
-done
-has drac-pop3d && RESULT[drac-pop3d,retrcold]=$(median_line C_drac)
-has dovecot && RESULT[dovecot,retrcold]=$(median_line C_dove)
+COLD=1 rounds retrcold retr --user "bench1@$DOMAIN" --pass "$PASSWORD" --repeat 1 --batch "$RETR_BATCH" --expect "$RETR_MESSAGES"
 
 # ---- logins with DRAC on ----------------------------------------------------------------------
 # Run k (0 = warm-up) draws its source addresses from 127.(10+k).0.0/16 (65,024 addresses);
